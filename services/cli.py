@@ -1,0 +1,43 @@
+"""The ``citybrain`` console script: one sub-command per service, each with its own --help.
+
+Every stage registers its commands from its own package, so this file only assembles them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+app = typer.Typer(
+    name="citybrain",
+    help=(
+        "City-brain event pipeline: simulated Wuzhen and Hangzhou cameras, OpenCV violation "
+        "detectors, Kafka, a faust dispatcher and a Redis control-center queue."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Each module has ``register(app)``; importing lazily keeps `citybrain --help` fast.
+_COMMAND_MODULES = ("services.common.cli",)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+for _module in _COMMAND_MODULES:
+    importlib.import_module(_module).register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Config models (one module per section) and the YAML loader they share."""

@@ -1,0 +1,96 @@
+"""One camera's geometry: the scene file of ``shared/contracts.md``.
+
+Pixel coordinates are in the source video's resolution, origin at the top left.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.common.events import CAMERA_ID_PATTERN
+
+PointXY = tuple[float, float]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrafficLight(_Strict):
+    roi: tuple[int, int, PositiveInt, PositiveInt] = Field(
+        description="x, y, w, h around a vertical 3-lamp head: red top, amber middle, green bottom"
+    )
+
+    @model_validator(mode="after")
+    def verify_roi_origin(self) -> Self:
+        if self.roi[0] < 0 or self.roi[1] < 0:
+            raise ValueError("roi x and y must be >= 0")
+        return self
+
+
+class StopLine(_Strict):
+    points: tuple[PointXY, PointXY] = Field(description="the two ends of the stop line")
+    travel_direction: PointXY = Field(description="the direction of lawful travel across the line")
+
+    @field_validator("points")
+    @classmethod
+    def verify_distinct_points(cls, points: tuple[PointXY, PointXY]) -> tuple[PointXY, PointXY]:
+        if points[0] == points[1]:
+            raise ValueError("must be 2 distinct points")
+        return points
+
+    @field_validator("travel_direction")
+    @classmethod
+    def verify_nonzero_direction(cls, direction: PointXY) -> PointXY:
+        if direction == (0.0, 0.0):
+            raise ValueError("must not be the zero vector")
+        return direction
+
+
+class NoParkingZone(_Strict):
+    name: str = Field(min_length=1)
+    polygon: list[PointXY] = Field(min_length=3, description="zone outline, at least 3 points")
+    max_dwell_s: float = Field(gt=0, description="stationary longer than this is a violation")
+
+
+class SceneConfig(_Strict):
+    """A camera's scene, validated once at start-up."""
+
+    camera_id: str = Field(pattern=CAMERA_ID_PATTERN)
+    city: str = Field(min_length=1)
+    fps: float = Field(gt=0, le=240, description="frame rate of the source")
+    resolution_wh: tuple[PositiveInt, PositiveInt] | None = Field(
+        default=None, description="source resolution; when given, geometry is checked against it"
+    )
+    traffic_light: TrafficLight | None = None
+    stop_line: StopLine | None = None
+    no_parking_zones: list[NoParkingZone] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def verify_stop_line_with_light(self) -> Self:
+        if self.traffic_light is not None and self.stop_line is None:
+            raise ValueError("stop_line: required when traffic_light is given")
+        return self
+
+    @model_validator(mode="after")
+    def verify_inside_frame(self) -> Self:
+        if self.resolution_wh is None or self.traffic_light is None:
+            return self
+        width, height = self.resolution_wh
+        x, y, w, h = self.traffic_light.roi
+        if x + w > width or y + h > height:
+            raise ValueError(
+                f"traffic_light.roi: {list(self.traffic_light.roi)} lies outside the "
+                f"{width}x{height} frame"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def verify_unique_zone_names(self) -> Self:
+        names = [zone.name for zone in self.no_parking_zones]
+        if len(names) != len(set(names)):
+            raise ValueError("no_parking_zones: zone names must be unique")
+        return self

@@ -1,0 +1,144 @@
+"""The one typed violation event that every stage of citybrain speaks.
+
+Its JSON form is fixed by ``shared/contracts.md``: it is also the Kafka message value and
+the body of a control-center entry. Unknown extra fields are kept, so that a newer producer
+can add fields without an older dispatcher dropping them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION: Literal[1] = 1
+CAMERA_ID_PATTERN = r"^[a-z0-9-]+$"
+_CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
+
+
+class ViolationType(StrEnum):
+    RED_LIGHT = "red_light"
+    ILLEGAL_PARKING = "illegal_parking"
+
+
+class EventValidationError(ValueError):
+    """An event that does not follow the schema; the message names every bad field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid violation event: " + "; ".join(problems))
+
+
+def make_violation_id(
+    *, camera_id: str, violation_type: ViolationType, track_id: int, ts_ms: int
+) -> str:
+    """Build the stable id that the dispatcher de-duplicates on.
+
+    It depends only on what a replay of the same footage reproduces, so the same violation
+    seen twice gets the same id.
+
+    >>> make_violation_id(camera_id="wuzhen-cam-01", violation_type=ViolationType.RED_LIGHT,
+    ...                   track_id=123, ts_ms=1700000000000)
+    'wuzhen-cam-01:red_light:000123:1700000000000'
+    """
+    if not _CAMERA_ID_RE.match(camera_id):
+        raise ValueError(f"camera_id {camera_id!r} must match {CAMERA_ID_PATTERN}")
+    return f"{camera_id}:{violation_type.value}:{track_id:06d}:{ts_ms}"
+
+
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+class ViolationEvent(BaseModel):
+    """A detected violation, exactly as the contracts' JSON describes it."""
+
+    # strict: a frame number sent as "12" is a mistyped field and must be dead-lettered,
+    # not silently coerced.
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, populate_by_name=True)
+
+    schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
+    violation_id: str = Field(min_length=1, max_length=256)
+    type: ViolationType
+    camera_id: str = Field(pattern=CAMERA_ID_PATTERN, max_length=64)
+    city: str = Field(min_length=1, max_length=64)
+    frame: NonNegInt
+    ts_ms: NonNegInt
+    track_id: NonNegInt
+    bbox_xywh: tuple[NonNegInt, NonNegInt, NonNegInt, NonNegInt]
+    confidence: float = Field(ge=0.0, le=1.0)
+    snapshot: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        violation_type: ViolationType,
+        camera_id: str,
+        city: str,
+        frame: int,
+        ts_ms: int,
+        track_id: int,
+        bbox_xywh: tuple[int, int, int, int],
+        confidence: float,
+        snapshot: str | None = None,
+    ) -> ViolationEvent:
+        """Build an event with its deterministic ``violation_id``."""
+        return cls.model_validate(
+            {
+                "violation_id": make_violation_id(
+                    camera_id=camera_id,
+                    violation_type=violation_type,
+                    track_id=track_id,
+                    ts_ms=ts_ms,
+                ),
+                "type": violation_type,
+                "camera_id": camera_id,
+                "city": city,
+                "frame": frame,
+                "ts_ms": ts_ms,
+                "track_id": track_id,
+                "bbox_xywh": tuple(int(v) for v in bbox_xywh),
+                "confidence": float(confidence),
+                "snapshot": snapshot,
+            },
+            strict=False,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ViolationEvent:
+        """Validate a decoded JSON object, raising :class:`EventValidationError`."""
+        if not isinstance(data, dict):
+            raise EventValidationError([f"event must be a JSON object, got {type(data).__name__}"])
+        try:
+            # JSON-mode validation: a JSON array is a valid tuple, a string is a valid enum.
+            return cls.model_validate_json(json.dumps(data))
+        except ValidationError as exc:
+            raise EventValidationError(_describe(exc)) from None
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> ViolationEvent:
+        """Parse the wire form, raising :class:`EventValidationError` on any defect."""
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise EventValidationError([f"not valid JSON: {exc}"]) from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict, extra fields included, keys as in the contracts."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> bytes:
+        """The wire form: compact UTF-8 JSON."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _describe(exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "<event>"
+        problems.append(f"{where}: {err['msg']}")
+    return problems

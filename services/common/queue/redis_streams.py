@@ -1,0 +1,214 @@
+"""The production control-center queue: Redis Streams through redis-py's asyncio client.
+
+Layout, under a key prefix ``P``:
+
+- ``P:q:<queue>``: a stream per queue (city or district); each record holds the violation id
+  and the entry's fields as JSON. Records are never trimmed or deleted.
+- ``P:queues``: the set of queue names.
+- ``P:e:<violation_id>``: a hash with the entry's place (queue, stream id) and its mutable
+  state: status, who set it and when, and the grouped-repeat counter.
+- ``P:h:<violation_id>``: a list, the audit history of status changes.
+
+Appends and status changes run as Lua scripts, so the stream record and its hash are written
+together or not at all: a crash can never leave an entry that a retry would write twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar, cast
+
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.common.queue import (
+    AppendResult,
+    EntryNotFoundError,
+    EntryStatus,
+    QueueEntry,
+    QueueUnavailableError,
+    StatusChange,
+    stream_id_key,
+)
+
+_APPEND = """
+local existing = redis.call('HGET', KEYS[1], 'entry_id')
+if existing then return {0, existing} end
+local id = redis.call('XADD', KEYS[2], '*', 'v', ARGV[1], 'd', ARGV[2])
+redis.call('HSET', KEYS[1], 'queue', ARGV[3], 'entry_id', id, 'status', 'new', 'repeat_count', 0)
+redis.call('SADD', KEYS[3], ARGV[3])
+return {1, id}
+"""
+
+_SET_STATUS = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'status_by', ARGV[2], 'status_ts_ms', ARGV[3])
+redis.call('RPUSH', KEYS[2], ARGV[4])
+return 1
+"""
+
+_REPEAT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[1], 'last_repeat_ts_ms', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'repeat_count', 1)
+"""
+
+T = TypeVar("T")
+# With decode_responses=True, redis-py returns str where its annotations allow bytes too.
+_Records = list[tuple[str, dict[str, str]]]
+_XReadReply = list[tuple[str, _Records]] | None
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class RedisStreamsQueue:
+    def __init__(self, client: aioredis.Redis, *, prefix: str = "citybrain") -> None:
+        self._r = client
+        self._p = prefix
+        self._append = client.register_script(_APPEND)
+        self._set_status = client.register_script(_SET_STATUS)
+        self._repeat = client.register_script(_REPEAT)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str = "citybrain") -> RedisStreamsQueue:
+        client = aioredis.from_url(
+            url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2
+        )
+        return cls(client, prefix=prefix)
+
+    def _stream(self, queue: str) -> str:
+        return f"{self._p}:q:{queue}"
+
+    def _entry_key(self, violation_id: str) -> str:
+        return f"{self._p}:e:{violation_id}"
+
+    def _history_key(self, violation_id: str) -> str:
+        return f"{self._p}:h:{violation_id}"
+
+    async def _call(self, op: Awaitable[T]) -> T:
+        try:
+            return await op
+        except _UNAVAILABLE as exc:
+            raise QueueUnavailableError(f"Redis unavailable: {exc}") from exc
+
+    async def append(self, fields: Mapping[str, Any], *, queue: str) -> AppendResult:
+        violation_id = str(fields["violation_id"])
+        data = json.dumps(dict(fields), separators=(",", ":"), ensure_ascii=False)
+        keys = [self._entry_key(violation_id), self._stream(queue), f"{self._p}:queues"]
+        created, entry_id = await self._call(
+            self._append(keys=keys, args=[violation_id, data, queue])
+        )
+        return AppendResult(entry_id=str(entry_id), created=bool(created))
+
+    async def queues(self) -> list[str]:
+        names = await self._call(cast(Awaitable[set[str]], self._r.smembers(f"{self._p}:queues")))
+        return sorted(names)
+
+    async def _views(self, queue: str, records: _Records) -> list[QueueEntry]:
+        if not records:
+            return []
+        pipe = self._r.pipeline(transaction=False)
+        for _, rec in records:
+            pipe.hgetall(self._entry_key(rec["v"]))
+        states = await self._call(pipe.execute())
+        return [
+            _entry(entry_id, queue, json.loads(rec["d"]), state)
+            for (entry_id, rec), state in zip(records, states, strict=True)
+        ]
+
+    async def read(
+        self, *, queues: list[str] | None = None, after: str = "0-0", count: int = 100
+    ) -> list[QueueEntry]:
+        names = queues if queues is not None else await self.queues()
+        out: list[QueueEntry] = []
+        for name in names:
+            records = await self._call(self._xrange(self._stream(name), f"({after}", "+", count))
+            out.extend(await self._views(name, records))
+        out.sort(key=lambda e: stream_id_key(e.entry_id))
+        return out[:count]
+
+    async def follow(
+        self, *, after: str, block_ms: int, queues: list[str] | None = None
+    ) -> list[QueueEntry]:
+        entries = await self.read(queues=queues, after=after)
+        if entries or block_ms <= 0:
+            return entries
+        names = queues if queues is not None else await self.queues()
+        if not names:
+            # XREAD cannot block on a stream that does not exist yet under a name we do not know.
+            await asyncio.sleep(block_ms / 1000)
+            return await self.read(queues=queues, after=after)
+        streams: dict[Any, Any] = {self._stream(n): after for n in names}
+        answer = await self._call(
+            cast(Awaitable[_XReadReply], self._r.xread(streams, count=100, block=block_ms))
+        )
+        out: list[QueueEntry] = []
+        for stream, records in answer or []:
+            out.extend(await self._views(stream.removeprefix(f"{self._p}:q:"), records))
+        out.sort(key=lambda e: stream_id_key(e.entry_id))
+        return out
+
+    async def _xrange(
+        self, stream: str, start: str, end: str, count: int | None = None
+    ) -> _Records:
+        return cast(_Records, await self._r.xrange(stream, start, end, count))
+
+    async def get(self, violation_id: str) -> QueueEntry:
+        state = await self._call(
+            cast(Awaitable[dict[str, str]], self._r.hgetall(self._entry_key(violation_id)))
+        )
+        if not state:
+            raise EntryNotFoundError(violation_id)
+        entry_id = state["entry_id"]
+        records = await self._call(self._xrange(self._stream(state["queue"]), entry_id, entry_id))
+        return (await self._views(state["queue"], records))[0]
+
+    async def set_status(
+        self, violation_id: str, status: EntryStatus, *, by: str, ts_ms: int, note: str = ""
+    ) -> QueueEntry:
+        change = StatusChange(
+            violation_id=violation_id, status=status, by=by, ts_ms=ts_ms, note=note
+        )
+        keys = [self._entry_key(violation_id), self._history_key(violation_id)]
+        args = [status.value, by, ts_ms, change.model_dump_json()]
+        if not await self._call(self._set_status(keys=keys, args=args)):
+            raise EntryNotFoundError(violation_id)
+        return await self.get(violation_id)
+
+    async def history(self, violation_id: str) -> list[StatusChange]:
+        await self.get(violation_id)
+        raw = await self._call(
+            cast(Awaitable[list[str]], self._r.lrange(self._history_key(violation_id), 0, -1))
+        )
+        return [StatusChange.model_validate_json(item) for item in raw]
+
+    async def record_repeat(self, violation_id: str, *, ts_ms: int) -> int:
+        count = int(
+            await self._call(self._repeat(keys=[self._entry_key(violation_id)], args=[ts_ms]))
+        )
+        if count < 0:
+            raise EntryNotFoundError(violation_id)
+        return count
+
+    async def close(self) -> None:
+        await self._r.aclose()
+
+
+def _entry(entry_id: str, queue: str, fields: dict[str, Any], state: dict[str, str]) -> QueueEntry:
+    def opt_int(name: str) -> int | None:
+        value = state.get(name)
+        return int(value) if value else None
+
+    return QueueEntry(
+        entry_id=entry_id,
+        queue=queue,
+        fields=fields,
+        status=EntryStatus(state.get("status", EntryStatus.NEW.value)),
+        status_by=state.get("status_by") or None,
+        status_ts_ms=opt_int("status_ts_ms"),
+        repeat_count=int(state.get("repeat_count", 0)),
+        last_repeat_ts_ms=opt_int("last_repeat_ts_ms"),
+    )
