@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from typing import Annotated
 
 import typer
 
@@ -27,7 +28,7 @@ _COMMAND_MODULES = ("services.common.cli",)
 
 @app.callback()
 def _root(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
 ) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,9 +18,10 @@ _out = Console(highlight=False, soft_wrap=True)
 
 @config_app.command("check")
 def check(
-    files: list[Path] = typer.Argument(
-        ..., help="Scene files, the city catalogue (cities.yaml) or dispatch settings."
-    ),
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Scene files, the city catalogue (cities.yaml) or dispatch settings."),
+    ],
 ) -> None:
     """Validate each FILE; a bad one prints `FILE: key.path: reason` and exits with code 2."""
     failed = False

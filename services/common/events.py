@@ -14,9 +14,18 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.common.bus import TopicSpec
+
 SCHEMA_VERSION: Literal[1] = 1
 CAMERA_ID_PATTERN = r"^[a-z0-9-]+$"
 _CAMERA_ID_RE = re.compile(CAMERA_ID_PATTERN)
+
+
+VIOLATIONS_TOPIC = TopicSpec(
+    name="violations",
+    partitions=6,
+    retention_ms=30 * 24 * 3600 * 1000,
+)
 
 
 class ViolationType(StrEnum):
