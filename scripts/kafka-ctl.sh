@@ -45,7 +45,7 @@ fetch_jars() {
     log "fetching Kafka jars into $KAFKA_LIB (cached in ~/.m2 after the first time)"
     local tmp="$KAFKA_LIB.tmp.$$"
     rm -rf "$tmp"
-    mvn -B -q -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+    mvn -B -q -Dstyle.color=never -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$tmp"
     rm -rf "$KAFKA_LIB"
     mv "$tmp" "$KAFKA_LIB"

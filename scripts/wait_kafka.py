@@ -27,7 +27,6 @@ def _probe(bootstrap: str, quick: bool) -> None:
         bootstrap_servers=bootstrap,
         client_id="citybrain-wait-kafka",
         request_timeout_ms=5000,
-        api_version_auto_timeout_ms=3000,
     )
     try:
         admin.describe_cluster()
