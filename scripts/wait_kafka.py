@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 import time
 import uuid
@@ -23,10 +24,14 @@ def _probe(bootstrap: str, quick: bool) -> None:
     """One attempt; raises if the broker can't serve a metadata (or topic) round-trip."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
+    # kafka-python backs off for seconds after a refused connection, so don't let it see one.
+    host, _, port = bootstrap.rpartition(":")
+    socket.create_connection((host, int(port)), timeout=2).close()
     admin = KafkaAdminClient(
         bootstrap_servers=bootstrap,
         client_id="citybrain-wait-kafka",
         request_timeout_ms=5000,
+        reconnect_backoff_max_ms=500,
     )
     try:
         admin.describe_cluster()
