@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop local Kafka and Redis and delete Kafka's data, so the next infra-up starts clean.
+# Stop local Kafka and Redis and delete their data, so the next infra-up starts clean.
 # Idempotent: fine when nothing runs. `make infra-down` calls this.
 set -euo pipefail
 here="$(dirname "${BASH_SOURCE[0]}")"
@@ -8,5 +8,6 @@ status=0
 "$here/redis-ctl.sh" stop || status=$?
 if [[ $status -eq 0 ]]; then
     "$here/kafka-ctl.sh" wipe
+    "$here/redis-ctl.sh" wipe
 fi
 exit "$status"

@@ -60,6 +60,16 @@ stop_pidfile() {
     log "$name: stopped"
 }
 
+# wait_pid_gone PIDFILE TIMEOUT_S: true once the process named in PIDFILE has exited.
+wait_pid_gone() {
+    local i
+    for ((i = 0; i < $2 * 5; i++)); do
+        pid_alive "$1" || return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 # wait_port_closed PORT TIMEOUT_S: the OS can lag a moment behind the process exit.
 wait_port_closed() {
     local i

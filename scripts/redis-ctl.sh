@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Control the local Redis used as the control-center queue. No persistence: a stopped
-# Redis comes back empty, as a crashed one without AOF would.
+# Control the local Redis used as the control-center queue. No periodic snapshots, but
+# `stop` saves the dataset (SHUTDOWN SAVE) and `start` loads it again, so a restart keeps
+# the queue, as a production Redis with persistence would. `wipe` deletes the dump.
 #
 #   scripts/redis-ctl.sh start    # start (installing redis-server when root), wait for PONG
-#   scripts/redis-ctl.sh stop     # SIGTERM (SIGKILL as last resort)
-#   scripts/redis-ctl.sh restart
+#   scripts/redis-ctl.sh stop     # SHUTDOWN SAVE; SIGTERM, then SIGKILL, as fallbacks
+#   scripts/redis-ctl.sh restart  # stop + start, data kept
+#   scripts/redis-ctl.sh wipe     # delete the saved dump (only when stopped)
 #   scripts/redis-ctl.sh status   # exit 0 if it answers PING
 #
 # Env: REDIS_PORT (6379), REDIS_READY_TIMEOUT_S (30).
-# State: .local/redis/{redis.pid,redis.log}, or .local/redis-$REDIS_PORT for another port.
+# State: .local/redis/{redis.pid,redis.log,dump.rdb}, or .local/redis-$REDIS_PORT for another port.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -52,15 +54,26 @@ cmd_start() {
 }
 
 cmd_stop() {
-    # With --save '' a SIGTERM'd Redis exits at once; 10s covers a loaded machine.
+    if pid_alive "$REDIS_PID" && is_ready; then
+        log "redis: SHUTDOWN SAVE"
+        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown save >/dev/null 2>&1 || true
+        wait_pid_gone "$REDIS_PID" 20 && log "redis: stopped"
+    fi
+    # Fallback for a hung Redis; with --save '' a SIGTERM'd Redis exits at once.
     stop_pidfile redis "$REDIS_PID" 10
     wait_port_closed "$REDIS_PORT" 5 || log "warning: port $REDIS_PORT still open"
+}
+
+cmd_wipe() {
+    pid_alive "$REDIS_PID" && die "redis is running; stop it before wiping"
+    rm -f "$REDIS_DIR/dump.rdb"
 }
 
 case "${1:-}" in
     start) cmd_start ;;
     stop) cmd_stop ;;
     restart) cmd_stop && cmd_start ;;
+    wipe) cmd_wipe ;;
     status) is_ready ;;
-    *) echo "usage: $0 start|stop|restart|status" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|restart|wipe|status" >&2; exit 2 ;;
 esac
