@@ -66,7 +66,7 @@ class ViolationEvent(BaseModel):
 
     # strict: a frame number sent as "12" is a mistyped field and must be dead-lettered,
     # not silently coerced.
-    model_config = ConfigDict(extra="allow", frozen=True, strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, alias="schema")
     violation_id: str = Field(min_length=1, max_length=256)
