@@ -99,7 +99,7 @@ def test_shipped_catalogue_is_valid() -> None:
 def test_catalogue_rejects_unknown_district(tmp_path: Path) -> None:
     data = yaml.safe_load(Path("configs/cities.yaml").read_text(encoding="utf-8"))
     data["cities"]["wuzhen"]["cameras"][0]["district"] = "atlantis"
-    with pytest.raises(ConfigError, match="cities.wuzhen: .*district 'atlantis'"):
+    with pytest.raises(ConfigError, match=r"cities\.wuzhen: .*district 'atlantis'"):
         load_catalogue(write(tmp_path, data, "cities.yaml"))
 
 
