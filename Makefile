@@ -1,0 +1,80 @@
+# citybrain developer entry points. `make` alone lists them.
+# Uses the active virtualenv, else ./.venv (created and installed on first use).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+KAFKA_PORT ?= 9092
+REDIS_PORT ?= 6379
+export KAFKA_PORT REDIS_PORT
+
+ifdef VIRTUAL_ENV
+VENV := $(VIRTUAL_ENV)
+else
+VENV := .venv
+endif
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+# Reinstall only when pyproject.toml changes.
+STAMP := $(VENV)/.citybrain-installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+LINT_PATHS := services simulators bench tests scripts
+TYPED_PATHS := services simulators
+PYTEST_ARGS ?=
+ARGS ?=
+
+.PHONY: help venv run test test-unit infra-up infra-down lint bench clean
+
+help: ## List the targets
+	@echo "citybrain make targets (KAFKA_PORT=$(KAFKA_PORT) REDIS_PORT=$(REDIS_PORT)):"
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "} {printf "  %-11s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create the virtualenv and install citybrain with the dev extra
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+run: venv ## Run the whole pipeline on embedded defaults (dashboard on :8080); ARGS=... passes flags
+	$(BIN)/citybrain run $(ARGS)
+
+test: venv ## All tests: infra-up, unit, integration (+ e2e), infra-down; PYTEST_ARGS=... passes flags
+	@trap '$(MAKE) --no-print-directory infra-down' EXIT; trap 'exit 130' INT TERM; \
+	$(MAKE) --no-print-directory infra-up || exit $$?; \
+	status=0; \
+	for suite in "tests/unit" "tests --ignore=tests/unit"; do \
+		[ -e "$${suite%% *}" ] || continue; \
+		echo "==> pytest $$suite $(PYTEST_ARGS)"; \
+		$(PY) -m pytest $$suite $(PYTEST_ARGS); rc=$$?; \
+		if [ $$rc -eq 5 ]; then rc=0; fi; \
+		if [ $$status -eq 0 ]; then status=$$rc; fi; \
+	done; \
+	exit $$status
+
+test-unit: venv ## Unit tests only; no Kafka or Redis needed
+	@$(PY) -m pytest tests/unit $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+infra-up: venv ## Start local Kafka on KAFKA_PORT and Redis on REDIS_PORT; waits until ready
+	@scripts/infra-up.sh
+
+infra-down: ## Stop local Kafka and Redis and delete their data
+	@scripts/infra-down.sh
+
+lint: venv ## ruff check, ruff format --check, mypy --strict
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy --strict $(TYPED_PATHS)
+
+bench: venv ## Run every bench/*.py (JSON to bench/results/)
+	@mkdir -p bench/results
+	@set -e; for b in bench/[a-z]*.py; do \
+		[ -e "$$b" ] || continue; \
+		echo "==> $$b"; $(PY) "$$b"; \
+	done
+
+clean: infra-down ## Stop infra; remove .local, caches and build files (keeps the venv)
+	rm -rf .local build .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	find . -path ./.venv -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
