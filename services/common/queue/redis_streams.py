@@ -9,6 +9,9 @@ Layout, under a key prefix ``P``:
   state: status, who set it and when, and the grouped-repeat counter.
 - ``P:h:<violation_id>``: a list, the audit history of status changes.
 
+Stream ids are ``<ms>-<n>`` with ``n`` from one counter shared by all queues, so ids from
+different queues sort in the order the entries were appended.
+
 Appends and status changes run as Lua scripts, so the stream record and its hash are written
 together or not at all: a crash can never leave an entry that a retry would write twice.
 """
@@ -37,7 +40,13 @@ from services.common.queue import (
 _APPEND = """
 local existing = redis.call('HGET', KEYS[1], 'entry_id')
 if existing then return {0, existing} end
-local id = redis.call('XADD', KEYS[2], '*', 'v', ARGV[1], 'd', ARGV[2])
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+-- never behind an earlier id, even if the server clock steps back
+ms = math.max(ms, tonumber(redis.call('HGET', KEYS[4], 'ms') or 0))
+redis.call('HSET', KEYS[4], 'ms', ms)
+local id = ms .. '-' .. redis.call('HINCRBY', KEYS[4], 'n', 1)
+redis.call('XADD', KEYS[2], id, 'v', ARGV[1], 'd', ARGV[2])
 redis.call('HSET', KEYS[1], 'queue', ARGV[3], 'entry_id', id, 'status', 'new', 'repeat_count', 0)
 redis.call('SADD', KEYS[3], ARGV[3])
 return {1, id}
@@ -97,7 +106,12 @@ class RedisStreamsQueue:
     async def append(self, fields: Mapping[str, Any], *, queue: str) -> AppendResult:
         violation_id = str(fields["violation_id"])
         data = json.dumps(dict(fields), separators=(",", ":"), ensure_ascii=False)
-        keys = [self._entry_key(violation_id), self._stream(queue), f"{self._p}:queues"]
+        keys = [
+            self._entry_key(violation_id),
+            self._stream(queue),
+            f"{self._p}:queues",
+            f"{self._p}:seq",
+        ]
         created, entry_id = await self._call(
             self._append(keys=keys, args=[violation_id, data, queue])
         )
