@@ -7,7 +7,7 @@
 #   scripts/kafka-ctl.sh wipe     # delete the data dir (only when stopped)
 #   scripts/kafka-ctl.sh status   # exit 0 if it answers
 #
-# Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (9093), KAFKA_READY_TIMEOUT_S (90),
+# Env: KAFKA_PORT (9092), KAFKA_CONTROLLER_PORT (KAFKA_PORT + 1), KAFKA_READY_TIMEOUT_S (90),
 #      KAFKA_HEAP_OPTS ("-Xmx512m -Xms256m").
 # State: .local/kafka/{lib,data,server.properties,kafka.pid,kafka.log}; with a non-default
 # KAFKA_PORT the per-instance files go to .local/kafka-$KAFKA_PORT (lib stays shared).
