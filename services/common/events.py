@@ -27,6 +27,15 @@ VIOLATIONS_TOPIC = TopicSpec(
     retention_ms=30 * 24 * 3600 * 1000,
 )
 
+# Dead letters keep the original bytes, with the reason and source position in headers
+# (see ``services.dispatcher.core.DeadLetterReason``). They are kept longer than events
+# because someone has to look at them.
+VIOLATIONS_DLQ_TOPIC = TopicSpec(
+    name="violations.dlq",
+    partitions=1,
+    retention_ms=90 * 24 * 3600 * 1000,
+)
+
 
 class ViolationType(StrEnum):
     RED_LIGHT = "red_light"

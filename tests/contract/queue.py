@@ -4,7 +4,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from services.common.queue import ControlCenterQueue, EntryNotFoundError, EntryStatus
+from services.common.queue import (
+    ControlCenterQueue,
+    EntryNotFoundError,
+    EntryStatus,
+    PendingEntry,
+)
 
 T = TypeVar("T")
 
@@ -142,6 +147,35 @@ class QueueContract:
                 await q.set_status("nope", EntryStatus.RESOLVED, by="x", ts_ms=1)
             with pytest.raises(EntryNotFoundError):
                 await q.record_repeat("nope", ts_ms=1)
+            await q.close()
+
+        run(scenario())
+
+    def test_append_many_is_ordered_and_idempotent(self) -> None:
+        async def scenario() -> None:
+            q = self.open()
+            first = [PendingEntry(fields=fields(n), queue="wuzhen") for n in range(3)]
+            results = await q.append_many(first)
+            assert [r.created for r in results] == [True, True, True]
+            again = await q.append_many([*first, PendingEntry(fields=fields(9), queue="x")])
+            assert [r.created for r in again] == [False, False, False, True]
+            assert [r.entry_id for r in again[:3]] == [r.entry_id for r in results]
+            assert [e.violation_id for e in await q.read()] == [
+                str(fields(n)["violation_id"]) for n in (0, 1, 2, 9)
+            ]
+            await q.close()
+
+        run(scenario())
+
+    def test_repeat_with_an_id_is_counted_once(self) -> None:
+        async def scenario() -> None:
+            q = self.open()
+            await q.append(fields(4), queue="wuzhen")
+            vid = str(fields(4)["violation_id"])
+            assert await q.record_repeat(vid, ts_ms=5, repeat_id="r1") == 1
+            assert await q.record_repeat(vid, ts_ms=6, repeat_id="r1") == 1
+            assert await q.record_repeat(vid, ts_ms=7, repeat_id="r2") == 2
+            assert (await q.get(vid)).last_repeat_ts_ms == 7
             await q.close()
 
         run(scenario())

@@ -9,7 +9,7 @@ in an audit history. Two implementations share this async interface: :mod:`.redi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -68,6 +68,15 @@ class StatusChange(BaseModel):
     note: str = ""
 
 
+class PendingEntry(BaseModel):
+    """An entry on its way into ``queue``; ``fields`` must hold ``violation_id``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    fields: dict[str, Any]
+    queue: str
+
+
 class AppendResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -86,6 +95,13 @@ class QueueUnavailableError(ConnectionError):
 class ControlCenterQueue(Protocol):
     async def append(self, fields: Mapping[str, Any], *, queue: str) -> AppendResult:
         """Append an entry to ``queue`` unless its ``violation_id`` is already queued."""
+        ...
+
+    async def append_many(self, entries: Sequence[PendingEntry]) -> list[AppendResult]:
+        """:meth:`append` each entry, in order, in one round trip; as idempotent per entry.
+
+        On :class:`QueueUnavailableError` some of them may be written: retry the whole batch.
+        """
         ...
 
     async def read(
@@ -114,8 +130,14 @@ class ControlCenterQueue(Protocol):
         """Every status change of the entry, oldest first."""
         ...
 
-    async def record_repeat(self, violation_id: str, *, ts_ms: int) -> int:
-        """Count one more grouped repeat on an existing entry; returns the new count."""
+    async def record_repeat(
+        self, violation_id: str, *, ts_ms: int, repeat_id: str | None = None
+    ) -> int:
+        """Count one more grouped repeat on an existing entry; returns the new count.
+
+        With ``repeat_id`` (the repeat's own violation id) it is idempotent: a repeat that was
+        already counted leaves the count as it is.
+        """
         ...
 
     async def queues(self) -> list[str]:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.queue import (
     AppendResult,
     EntryNotFoundError,
     EntryStatus,
+    PendingEntry,
     QueueEntry,
     StatusChange,
     stream_id_key,
@@ -28,6 +29,7 @@ class _Stored:
     status_ts_ms: int | None = None
     repeat_count: int = 0
     last_repeat_ts_ms: int | None = None
+    repeat_ids: set[str] = field(default_factory=set)
 
     def view(self) -> QueueEntry:
         return QueueEntry(
@@ -68,6 +70,9 @@ class InMemoryQueue:
         self._by_violation[violation_id] = stored
         self._changed.set()
         return AppendResult(entry_id=stored.entry_id, created=True)
+
+    async def append_many(self, entries: Sequence[PendingEntry]) -> list[AppendResult]:
+        return [await self.append(e.fields, queue=e.queue) for e in entries]
 
     async def read(
         self, *, queues: list[str] | None = None, after: str = "0-0", count: int = 100
@@ -117,8 +122,14 @@ class InMemoryQueue:
         self._stored(violation_id)
         return list(self._history.get(violation_id, []))
 
-    async def record_repeat(self, violation_id: str, *, ts_ms: int) -> int:
+    async def record_repeat(
+        self, violation_id: str, *, ts_ms: int, repeat_id: str | None = None
+    ) -> int:
         stored = self._stored(violation_id)
+        if repeat_id is not None:
+            if repeat_id in stored.repeat_ids:
+                return stored.repeat_count
+            stored.repeat_ids.add(repeat_id)
         stored.repeat_count += 1
         stored.last_repeat_ts_ms = ts_ms
         return stored.repeat_count

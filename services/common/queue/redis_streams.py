@@ -8,6 +8,7 @@ Layout, under a key prefix ``P``:
 - ``P:e:<violation_id>``: a hash with the entry's place (queue, stream id) and its mutable
   state: status, who set it and when, and the grouped-repeat counter.
 - ``P:h:<violation_id>``: a list, the audit history of status changes.
+- ``P:r:<violation_id>``: a set, the ids of grouped repeats already counted on the entry.
 
 Stream ids are ``<ms>-<n>`` with ``n`` from one counter shared by all queues, so ids from
 different queues sort in the order the entries were appended.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
@@ -31,6 +32,7 @@ from services.common.queue import (
     AppendResult,
     EntryNotFoundError,
     EntryStatus,
+    PendingEntry,
     QueueEntry,
     QueueUnavailableError,
     StatusChange,
@@ -61,6 +63,9 @@ return 1
 
 _REPEAT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[2] ~= '' and redis.call('SADD', KEYS[2], ARGV[2]) == 0 then
+  return tonumber(redis.call('HGET', KEYS[1], 'repeat_count'))
+end
 redis.call('HSET', KEYS[1], 'last_repeat_ts_ms', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'repeat_count', 1)
 """
@@ -103,7 +108,8 @@ class RedisStreamsQueue:
         except _UNAVAILABLE as exc:
             raise QueueUnavailableError(f"Redis unavailable: {exc}") from exc
 
-    async def append(self, fields: Mapping[str, Any], *, queue: str) -> AppendResult:
+    def _append_call(self, fields: Mapping[str, Any], queue: str) -> tuple[list[str], list[str]]:
+        """The keys and arguments of the append script for one entry."""
         violation_id = str(fields["violation_id"])
         data = json.dumps(dict(fields), separators=(",", ":"), ensure_ascii=False)
         keys = [
@@ -112,10 +118,28 @@ class RedisStreamsQueue:
             f"{self._p}:queues",
             f"{self._p}:seq",
         ]
-        created, entry_id = await self._call(
-            self._append(keys=keys, args=[violation_id, data, queue])
-        )
+        return keys, [violation_id, data, queue]
+
+    async def append(self, fields: Mapping[str, Any], *, queue: str) -> AppendResult:
+        keys, args = self._append_call(fields, queue)
+        created, entry_id = await self._call(self._append(keys=keys, args=args))
         return AppendResult(entry_id=str(entry_id), created=bool(created))
+
+    async def append_many(self, entries: Sequence[PendingEntry]) -> list[AppendResult]:
+        if not entries:
+            return []
+        # Not a MULTI: each script is atomic on its own, which is all idempotency needs, and
+        # a transaction would only add a round trip.
+        pipe = self._r.pipeline(transaction=False)
+        for entry in entries:
+            keys, args = self._append_call(entry.fields, entry.queue)
+            # Awaiting a script on a pipeline only queues its EVALSHA; nothing is sent yet.
+            await self._append(keys=keys, args=args, client=pipe)
+        replies = await self._call(pipe.execute())
+        return [
+            AppendResult(entry_id=str(entry_id), created=bool(created))
+            for created, entry_id in replies
+        ]
 
     async def queues(self) -> list[str]:
         names = await self._call(cast(Awaitable[set[str]], self._r.smembers(f"{self._p}:queues")))
@@ -199,10 +223,11 @@ class RedisStreamsQueue:
         )
         return [StatusChange.model_validate_json(item) for item in raw]
 
-    async def record_repeat(self, violation_id: str, *, ts_ms: int) -> int:
-        count = int(
-            await self._call(self._repeat(keys=[self._entry_key(violation_id)], args=[ts_ms]))
-        )
+    async def record_repeat(
+        self, violation_id: str, *, ts_ms: int, repeat_id: str | None = None
+    ) -> int:
+        keys = [self._entry_key(violation_id), f"{self._p}:r:{violation_id}"]
+        count = int(await self._call(self._repeat(keys=keys, args=[ts_ms, repeat_id or ""])))
         if count < 0:
             raise EntryNotFoundError(violation_id)
         return count
