@@ -9,11 +9,13 @@ from pydantic import BaseModel
 from services.common.config.catalogue import Catalogue
 from services.common.config.loader import ConfigError, read_yaml, validate_data
 from services.common.config.scene import SceneConfig
+from services.dispatcher.config import DispatchFile
 
 # The key that only that kind of file has at its top level.
 KINDS: dict[str, type[BaseModel]] = {
     "camera_id": SceneConfig,
     "cities": Catalogue,
+    "dispatch": DispatchFile,
 }
 
 

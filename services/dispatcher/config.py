@@ -1,0 +1,173 @@
+"""Dispatch settings: ``configs/dispatch.yaml``, validated once at start-up.
+
+The file has one top-level key, ``dispatch``, so ``citybrain config check`` recognises it.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.common.bus import TopicSpec
+from services.common.config.loader import load_model
+from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC, ViolationType
+
+DEFAULT_DISPATCH_PATH = Path(__file__).resolve().parents[2] / "configs" / "dispatch.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Priority(StrEnum):
+    """How soon an officer should go, most urgent first."""
+
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+
+class PeakWindow(_Strict):
+    start: time = Field(description="local start time, e.g. 07:00")
+    end: time = Field(description="local end time (exclusive), e.g. 09:00")
+    weekdays_only: bool = Field(default=True, description="only Monday to Friday")
+
+    @model_validator(mode="after")
+    def verify_start_before_end(self) -> Self:
+        if self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+
+class PriorityRule(_Strict):
+    """A rule matches when every condition it names holds; conditions left out match anything."""
+
+    name: str = Field(min_length=1, description="shown in logs and docs")
+    priority: Priority
+    types: list[ViolationType] = Field(default_factory=list, description="violation types")
+    camera_tags: list[str] = Field(
+        default_factory=list, description="the camera has at least one of these catalogue tags"
+    )
+    peak_hours: bool | None = Field(
+        default=None, description="true: only in peak hours; false: only outside them"
+    )
+
+
+class PrioritySettings(_Strict):
+    default: Priority = Field(default=Priority.NORMAL, description="when no rule matches")
+    peak_hours: list[PeakWindow] = Field(default_factory=list)
+    fallback_timezone: str = Field(
+        default="Asia/Shanghai",
+        description="local time for events whose city is not in the catalogue",
+    )
+    rules: list[PriorityRule] = Field(default_factory=list, description="first match wins")
+
+
+class GroupingSettings(_Strict):
+    window_s: float = Field(
+        default=600,
+        ge=0,
+        le=86_400,
+        description=(
+            "a repeat of the same vehicle (track), camera and type within this many seconds "
+            "of the group's last event raises the existing entry's counter; 0 disables grouping"
+        ),
+    )
+
+
+class BatchSettings(_Strict):
+    max_events: int = Field(
+        default=500, ge=1, le=10_000, description="events written to Redis in one pipeline"
+    )
+    max_wait_ms: int = Field(
+        default=5,
+        ge=1,
+        le=1_000,
+        description="how long a partial batch waits for more events; bounds the added latency",
+    )
+
+
+class RetrySettings(_Strict):
+    initial_backoff_s: float = Field(default=0.05, gt=0, le=10)
+    max_backoff_s: float = Field(default=5.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def verify_backoff_order(self) -> Self:
+        if self.initial_backoff_s > self.max_backoff_s:
+            raise ValueError("initial_backoff_s must not exceed max_backoff_s")
+        return self
+
+
+class TopicSettings(_Strict):
+    partitions: int = Field(ge=1, le=1_000, description="fixed once the topic exists")
+    retention_hours: float = Field(gt=0, le=24 * 365)
+
+    def spec(self, name: str, *, max_message_bytes: int) -> TopicSpec:
+        return TopicSpec(
+            name=name,
+            partitions=self.partitions,
+            retention_ms=int(self.retention_hours * 3600 * 1000),
+            max_message_bytes=max_message_bytes,
+        )
+
+
+def _topic_defaults(spec: TopicSpec) -> TopicSettings:
+    return TopicSettings(partitions=spec.partitions, retention_hours=spec.retention_ms / 3.6e6)
+
+
+class TopicsSettings(_Strict):
+    violations: TopicSettings = Field(default_factory=lambda: _topic_defaults(VIOLATIONS_TOPIC))
+    dead_letters: TopicSettings = Field(
+        default_factory=lambda: _topic_defaults(VIOLATIONS_DLQ_TOPIC)
+    )
+
+
+class DispatchConfig(_Strict):
+    routing: Literal["city", "district"] = Field(
+        default="district", description="one control-center queue per city or per district"
+    )
+    max_event_bytes: int = Field(
+        default=64 * 1024,
+        ge=1_024,
+        le=VIOLATIONS_TOPIC.max_message_bytes,
+        description="larger messages are dead-lettered unparsed",
+    )
+    priorities: PrioritySettings = Field(default_factory=PrioritySettings)
+    grouping: GroupingSettings = Field(default_factory=GroupingSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    redis_retry: RetrySettings = Field(default_factory=RetrySettings)
+    topics: TopicsSettings = Field(default_factory=TopicsSettings)
+    dedup_horizon_s: float = Field(
+        default=3_600,
+        ge=1,
+        le=7 * 86_400,
+        description=(
+            "how long the dispatcher's own state remembers a violation id; older repeats of "
+            "an id are still caught by the queue's idempotent append"
+        ),
+    )
+    state_prune_interval_s: float = Field(
+        default=60, gt=0, le=3_600, description="how often expired dedup/grouping state is dropped"
+    )
+
+    @model_validator(mode="after")
+    def verify_horizon_covers_grouping(self) -> Self:
+        if self.dedup_horizon_s < self.grouping.window_s:
+            raise ValueError("dedup_horizon_s must be at least grouping.window_s")
+        return self
+
+
+class DispatchFile(_Strict):
+    """The whole of ``configs/dispatch.yaml``."""
+
+    dispatch: DispatchConfig
+
+
+def load_dispatch_config(path: Path | str = DEFAULT_DISPATCH_PATH) -> DispatchConfig:
+    """Load and validate the dispatch settings, raising ``ConfigError`` with key paths."""
+    return load_model(DispatchFile, path).dispatch

@@ -1,0 +1,310 @@
+"""The pure dispatch core: raw message bytes in, at most one control-center entry out.
+
+Each message goes through the same stages, in this order::
+
+    validate → dedup → enrich → priority → route → group
+
+There is no Kafka, Redis or wall clock in here. The caller passes the dedup/grouping state
+it holds (a faust table in production, a dict in tests) and the dispatch time, and gets back
+one :data:`Decision` per message plus the state to store once the decisions are carried out.
+
+>>> from services.common.config.catalogue import load_catalogue
+>>> from services.dispatcher.config import DispatchConfig
+>>> dispatcher = Dispatcher(config=DispatchConfig(), catalogue=load_catalogue())
+>>> plan = dispatcher.plan([b"not json"], state={}, now_ms=0)
+>>> plan.decisions[0].reason.value
+'not_json'
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from functools import cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.common.config.catalogue import Catalogue
+from services.common.events import SCHEMA_VERSION, EventValidationError, ViolationEvent
+from services.common.queue import PendingEntry
+from services.dispatcher.config import DispatchConfig, PeakWindow, Priority, PriorityRule
+
+UNKNOWN_DISTRICT = "unknown"
+
+# A group remembers the ids of its latest repeats so that a redelivered repeat is dropped
+# here rather than in Redis. A vehicle repeating more often than this inside one window is
+# still counted once per id by the queue's idempotent ``record_repeat``.
+MAX_IDS_PER_GROUP = 64
+
+
+class DeadLetterReason(StrEnum):
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """What the dispatcher remembers about one vehicle (track) at one camera for one type.
+
+    ``violation_id`` names the entry that the group's repeats are counted on, and
+    ``recent_ids`` are the ids already handled, newest last, for dedup.
+    """
+
+    violation_id: str
+    last_ts_ms: int
+    recent_ids: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "violation_id": self.violation_id,
+            "last_ts_ms": self.last_ts_ms,
+            "recent_ids": list(self.recent_ids),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GroupState:
+        return cls(
+            violation_id=str(data["violation_id"]),
+            last_ts_ms=int(data["last_ts_ms"]),
+            recent_ids=tuple(str(i) for i in data["recent_ids"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """Append ``entry``: a violation seen for the first time."""
+
+    entry: PendingEntry
+    camera_id: str
+    catalogued: bool
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """Count ``repeat_id`` on the existing entry ``violation_id``; create nothing."""
+
+    violation_id: str
+    repeat_id: str
+    camera_id: str
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """Drop: this violation id was handled already."""
+
+    violation_id: str
+    camera_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """Send the original bytes to the dead-letter topic with ``reason`` and ``detail``."""
+
+    reason: DeadLetterReason
+    detail: str
+
+
+Decision = Dispatch | Repeat | Duplicate | DeadLetter
+
+
+@dataclass(slots=True)
+class Plan:
+    """The decisions for a batch, in input order, and the group state they leave behind."""
+
+    decisions: list[Decision] = field(default_factory=list)
+    groups: dict[str, GroupState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Place:
+    """Where a camera stands, from the catalogue; all None/unknown for an uncatalogued one."""
+
+    city: str
+    district: str
+    location: str | None
+    lat: float | None
+    lon: float | None
+    unit: str | None
+    tags: frozenset[str]
+    timezone: str
+
+
+def group_key(event: ViolationEvent) -> str:
+    """The Alertmanager-style grouping key: same vehicle, camera and type.
+
+    >>> e = ViolationEvent.from_dict({"violation_id": "v", "type": "red_light",
+    ...     "camera_id": "wuzhen-cam-01", "city": "wuzhen", "frame": 1, "ts_ms": 1,
+    ...     "track_id": 7, "bbox_xywh": [0, 0, 1, 1], "confidence": 0.5})
+    >>> group_key(e)
+    'wuzhen-cam-01|red_light|7'
+    """
+    return f"{event.camera_id}|{event.type.value}|{event.track_id}"
+
+
+def parse(raw: bytes, *, max_bytes: int) -> ViolationEvent | DeadLetter:
+    """Validate one message value against the event schema."""
+    if len(raw) > max_bytes:
+        return DeadLetter(DeadLetterReason.TOO_LARGE, f"{len(raw)} bytes > {max_bytes}")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return DeadLetter(DeadLetterReason.NOT_JSON, str(exc))
+    if isinstance(data, dict) and data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        return DeadLetter(
+            DeadLetterReason.UNKNOWN_SCHEMA, f"schema {data['schema']!r} is not {SCHEMA_VERSION}"
+        )
+    try:
+        return ViolationEvent.from_dict(data)
+    except EventValidationError as exc:
+        return DeadLetter(DeadLetterReason.INVALID, "; ".join(exc.problems))
+
+
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def in_peak_hours(ts_ms: int, *, windows: Sequence[PeakWindow], timezone: str) -> bool:
+    """Whether the detection time falls in one of ``windows``, in the city's local time."""
+    local = datetime.fromtimestamp(ts_ms / 1000, tz=_zone(timezone))
+    now = local.time()
+    weekday = local.isoweekday() <= 5
+    return any(w.start <= now < w.end and (weekday or not w.weekdays_only) for w in windows)
+
+
+def _rule_matches(
+    rule: PriorityRule, event: ViolationEvent, *, tags: frozenset[str], peak: bool
+) -> bool:
+    return (
+        (not rule.types or event.type in rule.types)
+        and (not rule.camera_tags or not tags.isdisjoint(rule.camera_tags))
+        and (rule.peak_hours is None or rule.peak_hours == peak)
+    )
+
+
+class Dispatcher:
+    """Turns violation messages into control-center decisions under one dispatch config."""
+
+    def __init__(self, *, config: DispatchConfig, catalogue: Catalogue) -> None:
+        self.config = config
+        self._places: dict[str, _Place] = {}
+        self._timezones: dict[str, str] = {}
+        for city_key, city in catalogue.cities.items():
+            self._timezones[city_key] = city.timezone
+            for camera in city.cameras:
+                self._places[camera.camera_id] = _Place(
+                    city=city_key,
+                    district=camera.district,
+                    location=camera.location,
+                    lat=camera.lat,
+                    lon=camera.lon,
+                    unit=city.districts[camera.district].unit,
+                    tags=frozenset(camera.tags),
+                    timezone=city.timezone,
+                )
+        self._window_ms = int(config.grouping.window_s * 1000)
+        self._horizon_ms = int(config.dedup_horizon_s * 1000)
+
+    def plan(self, raws: Sequence[bytes], *, state: Mapping[str, GroupState], now_ms: int) -> Plan:
+        """Decide every message of a batch, in order; later ones see earlier ones' state.
+
+        ``state`` is only read. ``plan.groups`` holds the group states to write back once
+        the decisions have been carried out, so that a crash before then forgets nothing.
+        """
+        out = Plan()
+        for raw in raws:
+            parsed = parse(raw, max_bytes=self.config.max_event_bytes)
+            if isinstance(parsed, DeadLetter):
+                out.decisions.append(parsed)
+                continue
+            key = group_key(parsed)
+            previous = out.groups.get(key) or state.get(key)
+            decision, group = self.decide(parsed, group=previous, now_ms=now_ms)
+            out.decisions.append(decision)
+            if group is not None:
+                out.groups[key] = group
+        return out
+
+    def decide(
+        self, event: ViolationEvent, *, group: GroupState | None, now_ms: int
+    ) -> tuple[Decision, GroupState | None]:
+        """Dedup, then group, then build the entry; returns the group's new state, if any."""
+        vid = event.violation_id
+        if group is not None and vid in group.recent_ids:
+            return Duplicate(violation_id=vid, camera_id=event.camera_id), None
+        if group is not None and self._within_window(group, event.ts_ms):
+            repeat = Repeat(
+                violation_id=group.violation_id,
+                repeat_id=vid,
+                camera_id=event.camera_id,
+                ts_ms=event.ts_ms,
+            )
+            ids = (*group.recent_ids, vid)[-MAX_IDS_PER_GROUP:]
+            last = max(group.last_ts_ms, event.ts_ms)
+            return repeat, GroupState(
+                violation_id=group.violation_id, last_ts_ms=last, recent_ids=ids
+            )
+        return self.dispatch(event, now_ms=now_ms), GroupState(
+            violation_id=vid, last_ts_ms=event.ts_ms, recent_ids=(vid,)
+        )
+
+    def _within_window(self, group: GroupState, ts_ms: int) -> bool:
+        return self._window_ms > 0 and abs(ts_ms - group.last_ts_ms) <= self._window_ms
+
+    def dispatch(self, event: ViolationEvent, *, now_ms: int) -> Dispatch:
+        """Enrich, prioritise and route a new violation into its control-center entry."""
+        place = self._places.get(event.camera_id)
+        catalogued = place is not None
+        if place is None:
+            place = _Place(
+                city=event.city,
+                district=UNKNOWN_DISTRICT,
+                location=None,
+                lat=None,
+                lon=None,
+                unit=None,
+                tags=frozenset(),
+                timezone=self._timezones.get(event.city, self.config.priorities.fallback_timezone),
+            )
+        fields = {
+            **event.to_dict(),
+            "district": place.district,
+            "location": place.location,
+            "lat": place.lat,
+            "lon": place.lon,
+            "unit": place.unit,
+            "priority": self.priority(event, tags=place.tags, timezone=place.timezone).value,
+            "dispatched_ts_ms": now_ms,
+        }
+        return Dispatch(
+            entry=PendingEntry(fields=fields, queue=self.route(place)),
+            camera_id=event.camera_id,
+            catalogued=catalogued,
+            ts_ms=event.ts_ms,
+        )
+
+    def priority(self, event: ViolationEvent, *, tags: frozenset[str], timezone: str) -> Priority:
+        """The first matching rule's priority, else the default."""
+        settings = self.config.priorities
+        peak = in_peak_hours(event.ts_ms, windows=settings.peak_hours, timezone=timezone)
+        for rule in settings.rules:
+            if _rule_matches(rule, event, tags=tags, peak=peak):
+                return rule.priority
+        return settings.default
+
+    def route(self, place: _Place) -> str:
+        """The queue name: ``city`` or ``city.district``, as the config says."""
+        if self.config.routing == "city":
+            return place.city
+        return f"{place.city}.{place.district}"
+
+    def expired(self, group: GroupState, *, latest_ts_ms: int) -> bool:
+        """Whether a group is older than the dedup horizon and can be forgotten."""
+        return latest_ts_ms - group.last_ts_ms > self._horizon_ms

@@ -1,0 +1,197 @@
+import json
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.common.config.catalogue import load_catalogue
+from services.common.events import ViolationEvent, ViolationType
+from services.dispatcher.config import DispatchConfig, GroupingSettings, load_dispatch_config
+from services.dispatcher.core import (
+    DeadLetter,
+    DeadLetterReason,
+    Dispatch,
+    Dispatcher,
+    Duplicate,
+    GroupState,
+    Repeat,
+)
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Monday 8 January 2024, local time in Wuzhen/Hangzhou.
+MONDAY_PEAK_MS = int(datetime(2024, 1, 8, 7, 30, tzinfo=SHANGHAI).timestamp() * 1000)
+MONDAY_NOON_MS = int(datetime(2024, 1, 8, 12, 0, tzinfo=SHANGHAI).timestamp() * 1000)
+SATURDAY_PEAK_MS = int(datetime(2024, 1, 13, 7, 30, tzinfo=SHANGHAI).timestamp() * 1000)
+NOW_MS = 1_800_000_000_000
+
+
+def event(
+    *,
+    camera_id: str = "wuzhen-cam-01",
+    city: str = "wuzhen",
+    violation_type: ViolationType = ViolationType.RED_LIGHT,
+    track_id: int = 7,
+    ts_ms: int = MONDAY_NOON_MS,
+) -> ViolationEvent:
+    return ViolationEvent.create(
+        violation_type=violation_type,
+        camera_id=camera_id,
+        city=city,
+        frame=100,
+        ts_ms=ts_ms,
+        track_id=track_id,
+        bbox_xywh=(10, 20, 30, 40),
+        confidence=0.9,
+    )
+
+
+def raw(**overrides: Any) -> bytes:
+    return event(**overrides).to_json()
+
+
+@pytest.fixture(scope="module")
+def dispatcher() -> Dispatcher:
+    return Dispatcher(config=load_dispatch_config(), catalogue=load_catalogue())
+
+
+def only(d: Dispatcher, data: bytes, state: dict[str, GroupState] | None = None) -> Any:
+    (decision,) = d.plan([data], state=state or {}, now_ms=NOW_MS).decisions
+    return decision
+
+
+VALID = event().to_dict()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff\xfe garbage", DeadLetterReason.NOT_JSON),
+        (b"{not json", DeadLetterReason.NOT_JSON),
+        (b"[1, 2]", DeadLetterReason.INVALID),
+        (b'{"schema": 2, "violation_id": "x"}', DeadLetterReason.UNKNOWN_SCHEMA),
+        (json.dumps({**VALID, "frame": "5"}).encode(), DeadLetterReason.INVALID),
+        (b'{"violation_id": "x"}', DeadLetterReason.INVALID),
+        (b'{"' + b"x" * 70_000 + b'": 1}', DeadLetterReason.TOO_LARGE),
+    ],
+    ids=["garbage", "truncated", "array", "schema-2", "string-frame", "missing", "huge"],
+)
+def test_invalid_messages_are_dead_lettered_with_a_reason(
+    dispatcher: Dispatcher, data: bytes, reason: DeadLetterReason
+) -> None:
+    decision = only(dispatcher, data)
+    assert isinstance(decision, DeadLetter)
+    assert decision.reason is reason
+
+
+def test_a_new_violation_is_enriched_from_the_catalogue(dispatcher: Dispatcher) -> None:
+    data = ViolationEvent.from_dict({**VALID, "lane": 2}).to_json()
+    decision = only(dispatcher, data)
+    assert isinstance(decision, Dispatch)
+    assert decision.catalogued
+    assert decision.entry.queue == "wuzhen.town"
+    assert decision.entry.fields == {
+        **VALID,
+        "lane": 2,
+        "district": "town",
+        "location": "Ziyi Road / Longxiang Avenue",
+        "lat": 30.7441,
+        "lon": 120.4869,
+        "unit": "Tongxiang Traffic Police, Wuzhen Brigade",
+        "priority": "high",
+        "dispatched_ts_ms": NOW_MS,
+    }
+
+
+def test_an_uncatalogued_camera_is_still_dispatched_as_unknown(dispatcher: Dispatcher) -> None:
+    decision = only(dispatcher, raw(camera_id="replay-cam-9"))
+    assert isinstance(decision, Dispatch)
+    assert not decision.catalogued
+    assert decision.entry.queue == "wuzhen.unknown"
+    fields = decision.entry.fields
+    assert (fields["district"], fields["location"], fields["unit"]) == ("unknown", None, None)
+    assert fields["priority"] == "normal"
+
+
+@pytest.mark.parametrize(
+    ("camera_id", "violation_type", "ts_ms", "priority"),
+    [
+        ("wuzhen-cam-01", ViolationType.RED_LIGHT, MONDAY_PEAK_MS, "urgent"),
+        ("wuzhen-cam-01", ViolationType.RED_LIGHT, MONDAY_NOON_MS, "high"),
+        ("wuzhen-cam-01", ViolationType.RED_LIGHT, SATURDAY_PEAK_MS, "high"),
+        ("hangzhou-cam-01", ViolationType.RED_LIGHT, MONDAY_PEAK_MS, "urgent"),
+        ("wuzhen-cam-03", ViolationType.RED_LIGHT, MONDAY_PEAK_MS, "normal"),
+        ("wuzhen-cam-04", ViolationType.ILLEGAL_PARKING, MONDAY_NOON_MS, "high"),
+        ("wuzhen-cam-02", ViolationType.ILLEGAL_PARKING, MONDAY_NOON_MS, "low"),
+        ("wuzhen-cam-01", ViolationType.ILLEGAL_PARKING, MONDAY_PEAK_MS, "normal"),
+    ],
+)
+def test_priority_follows_the_first_matching_rule(
+    dispatcher: Dispatcher,
+    camera_id: str,
+    violation_type: ViolationType,
+    ts_ms: int,
+    priority: str,
+) -> None:
+    city = camera_id.split("-", maxsplit=1)[0]
+    data = raw(camera_id=camera_id, city=city, violation_type=violation_type, ts_ms=ts_ms)
+    decision = only(dispatcher, data)
+    assert isinstance(decision, Dispatch)
+    assert decision.entry.fields["priority"] == priority
+
+
+def test_routing_per_city() -> None:
+    config = DispatchConfig(routing="city")
+    d = Dispatcher(config=config, catalogue=load_catalogue())
+    decision = only(d, raw(camera_id="hangzhou-cam-02", city="hangzhou"))
+    assert isinstance(decision, Dispatch)
+    assert decision.entry.queue == "hangzhou"
+
+
+def test_duplicates_are_dropped_within_a_batch_and_across_state(dispatcher: Dispatcher) -> None:
+    first = raw()
+    plan = dispatcher.plan([first, first], state={}, now_ms=NOW_MS)
+    assert [type(d) for d in plan.decisions] == [Dispatch, Duplicate]
+    later = dispatcher.plan([first], state=plan.groups, now_ms=NOW_MS)
+    assert [type(d) for d in later.decisions] == [Duplicate]
+    assert later.groups == {}
+
+
+def test_repeats_in_the_window_are_grouped_on_the_first_entry(dispatcher: Dispatcher) -> None:
+    first = event(ts_ms=MONDAY_NOON_MS)
+    repeat = event(ts_ms=MONDAY_NOON_MS + 60_000)
+    other_track = event(ts_ms=MONDAY_NOON_MS + 60_000, track_id=8)
+    plan = dispatcher.plan(
+        [first.to_json(), repeat.to_json(), repeat.to_json(), other_track.to_json()],
+        state={},
+        now_ms=NOW_MS,
+    )
+    kinds = [type(d) for d in plan.decisions]
+    assert kinds == [Dispatch, Repeat, Duplicate, Dispatch]
+    grouped = plan.decisions[1]
+    assert isinstance(grouped, Repeat)
+    assert (grouped.violation_id, grouped.repeat_id) == (first.violation_id, repeat.violation_id)
+    (state,) = (g for g in plan.groups.values() if g.violation_id == first.violation_id)
+    assert state.last_ts_ms == repeat.ts_ms
+
+
+def test_a_repeat_after_the_window_is_a_new_entry(dispatcher: Dispatcher) -> None:
+    late = MONDAY_NOON_MS + 601_000
+    plan = dispatcher.plan([raw(), raw(ts_ms=late)], state={}, now_ms=NOW_MS)
+    assert [type(d) for d in plan.decisions] == [Dispatch, Dispatch]
+
+
+def test_grouping_window_zero_disables_grouping() -> None:
+    config = DispatchConfig(grouping=GroupingSettings(window_s=0))
+    d = Dispatcher(config=config, catalogue=load_catalogue())
+    plan = d.plan([raw(), raw(ts_ms=MONDAY_NOON_MS + 1)], state={}, now_ms=NOW_MS)
+    assert [type(x) for x in plan.decisions] == [Dispatch, Dispatch]
+
+
+def test_state_round_trips_and_expires(dispatcher: Dispatcher) -> None:
+    plan = dispatcher.plan([raw()], state={}, now_ms=NOW_MS)
+    (state,) = plan.groups.values()
+    assert GroupState.from_dict(state.to_dict()) == state
+    horizon_ms = int(dispatcher.config.dedup_horizon_s * 1000)
+    assert not dispatcher.expired(state, latest_ts_ms=state.last_ts_ms + horizon_ms)
+    assert dispatcher.expired(state, latest_ts_ms=state.last_ts_ms + horizon_ms + 1)
