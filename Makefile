@@ -22,6 +22,8 @@ export PATH := $(abspath $(BIN)):$(PATH)
 LINT_PATHS := services simulators bench tests scripts
 TYPED_PATHS := services simulators
 PYTEST_ARGS ?=
+# One pytest run, so one summary line counts every test; unit tests go first to fail fast.
+TEST_SUITES := tests/unit tests/e2e tests/integration tests/scenarios
 ARGS ?=
 
 .PHONY: help venv run test test-unit infra-up infra-down lint bench clean
@@ -41,18 +43,11 @@ $(STAMP): pyproject.toml
 run: venv ## Run the whole pipeline on embedded defaults (dashboard on :8080); ARGS=... passes flags
 	$(BIN)/citybrain run $(ARGS)
 
-test: venv ## All tests: infra-up, unit, integration (+ e2e), infra-down; PYTEST_ARGS=... passes flags
+test: venv ## All tests: infra-up, pytest (unit first, then e2e, integration, scenarios), infra-down
 	@trap '$(MAKE) --no-print-directory infra-down' EXIT; trap 'exit 130' INT TERM; \
 	$(MAKE) --no-print-directory infra-up || exit $$?; \
-	status=0; \
-	for suite in "tests/unit" "tests --ignore=tests/unit"; do \
-		[ -e "$${suite%% *}" ] || continue; \
-		echo "==> pytest $$suite $(PYTEST_ARGS)"; \
-		$(PY) -m pytest $$suite $(PYTEST_ARGS); rc=$$?; \
-		if [ $$rc -eq 5 ]; then rc=0; fi; \
-		if [ $$status -eq 0 ]; then status=$$rc; fi; \
-	done; \
-	exit $$status
+	$(PY) -m pytest $(wildcard $(TEST_SUITES)) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 test-unit: venv ## Unit tests only; no Kafka or Redis needed
 	@$(PY) -m pytest tests/unit $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc

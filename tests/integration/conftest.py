@@ -30,17 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import kafka.admin
 import pytest
-
-# kafka-python 3.0 calls the deprecated importlib.resources.read_text while importing its
-# protocol modules, which `filterwarnings = error` turns into a collection error. Import it
-# once here, warnings off; later imports hit the module cache and warn no more.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import kafka
-    import kafka.admin
-    import kafka.consumer
-    import kafka.producer
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts"
