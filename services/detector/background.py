@@ -63,11 +63,11 @@ class SelectiveBackground:
             self._background = grey.astype(np.float32)
             return np.zeros_like(grey)
         background = self._background
-        mask = self._foreground(grey, background)
         if self._frames_seen <= self._warmup_frames:
             # Settle on the empty road quickly; whatever moves now is forgotten just as fast.
             cv2.accumulateWeighted(grey, background, 0.3)
             return np.zeros_like(grey)
+        mask = self._foreground(grey, background)
         cv2.accumulateWeighted(grey, background, self._alpha_learn, cv2.bitwise_not(mask))
         absorb = mask if frozen is None else cv2.bitwise_and(mask, cv2.bitwise_not(frozen))
         cv2.accumulateWeighted(grey, background, self._alpha_absorb, absorb)
@@ -83,7 +83,7 @@ class SelectiveBackground:
         self.threshold = max(self._min_threshold, self._noise_factor * noise)
         low = cv2.erode(background, _KERNEL_3) + (offset - self.threshold)
         high = cv2.dilate(background, _KERNEL_3) + (offset + self.threshold)
-        mask = ((frame < low) | (frame > high)).astype(np.uint8) * 255
+        raw = ((frame < low) | (frame > high)).astype(np.uint8) * 255
         # Opening drops isolated noise pixels; closing joins a vehicle's roof, windows and body.
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _KERNEL_3)
-        return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, _KERNEL_3, iterations=2)
+        opened = cv2.morphologyEx(raw, cv2.MORPH_OPEN, _KERNEL_3)
+        return np.asarray(cv2.morphologyEx(opened, cv2.MORPH_CLOSE, _KERNEL_3, iterations=2))

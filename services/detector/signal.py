@@ -113,11 +113,7 @@ class SignalTimeline:
             self._run_length += 1
         else:
             self._run_state, self._run_start, self._run_length = reading, frame, 1
-        if (
-            self._run_length == self._confirm
-            and reading != LightState.UNKNOWN
-            and reading != self.state
-        ):
+        if self._run_length == self._confirm and reading not in (LightState.UNKNOWN, self.state):
             change = SignalChange(frame=self._run_start, state=reading)
             self._changes.append(change)
             return change

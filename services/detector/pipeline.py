@@ -1,0 +1,245 @@
+"""One camera's detector: frames in, violation events out.
+
+The stages run in the order the data flows: decode to a small greyscale image, read the
+light, update the background and cut out blobs, track them, apply the rules. Nothing here
+reads a clock or talks to a broker; timing and signal changes are reported to an optional
+observer, and evidence goes to an optional sink, both supplied by the caller.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from services.common.config.scene import SceneConfig
+from services.common.events import ViolationEvent
+from services.common.frames import Frame
+from services.detector.background import SelectiveBackground
+from services.detector.blobs import find_blobs
+from services.detector.decode import (
+    GreyImage,
+    WorkingDecoder,
+    reduction_for,
+    source_size,
+)
+from services.detector.evidence import EvidenceSink
+from services.detector.geometry import Scale
+from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
+from services.detector.signal import (
+    LampClassifier,
+    LightState,
+    SignalTimeline,
+    lamp_levels,
+)
+from services.detector.tracker import Track, Tracker, TrackerSettings
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    """Tuning that is the same for every camera; sizes are fractions of the frame width."""
+
+    # 320 px keeps a small car at 1080p (~90 px long) about 20 px long after 1/4 scaling.
+    min_working_width: int = 320
+    min_vehicle_area_frac: float = 0.0012
+    confirm_frames: int = 3
+    stationary_tol_frac: float = 0.008
+    moved_frac: float = 0.04
+
+
+class PipelineObserver(Protocol):
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        """Times one stage (decode, signal, motion, track, rules)."""
+        ...
+
+    def signal_changed(self, state: LightState) -> None: ...
+
+
+class _NullObserver:
+    @contextmanager
+    def _nothing(self) -> Iterator[None]:
+        yield
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        return self._nothing()
+
+    def signal_changed(self, state: LightState) -> None:
+        return None
+
+
+class _Geometry:
+    """The scene, scaled once to working pixels."""
+
+    def __init__(self, scene: SceneConfig, scale: Scale) -> None:
+        self.scale = scale
+        self.light_roi: tuple[int, int, int, int] | None = None
+        if scene.traffic_light is not None:
+            x, y, w, h = scene.traffic_light.roi
+            self.light_roi = (
+                int(x * scale.factor),
+                int(y * scale.factor),
+                max(round(w * scale.factor), 1),
+                max(round(h * scale.factor), 3),
+            )
+        self.red_light: RedLightRule | None = None
+        if scene.stop_line is not None:
+            a, b = scene.stop_line.points
+            self.red_light = RedLightRule(
+                line_xy=(scale.to_work(a), scale.to_work(b)),
+                travel_direction=scene.stop_line.travel_direction,
+            )
+        self.parking = ParkingRule(
+            [
+                Zone(
+                    name=zone.name,
+                    polygon_xy=np.array([scale.to_work(p) for p in zone.polygon], np.float32),
+                    max_dwell_s=zone.max_dwell_s,
+                )
+                for zone in scene.no_parking_zones
+            ]
+        )
+
+
+class DetectorPipeline:
+    """Detects red-light and parking violations in one camera's frames, in order."""
+
+    def __init__(
+        self,
+        scene: SceneConfig,
+        *,
+        settings: DetectorSettings | None = None,
+        evidence: EvidenceSink | None = None,
+        observer: PipelineObserver | None = None,
+    ) -> None:
+        self.scene = scene
+        self._settings = settings or DetectorSettings()
+        self._evidence = evidence
+        self._observer: PipelineObserver = observer or _NullObserver()
+        self._decoder: WorkingDecoder | None = None
+        self._geometry: _Geometry | None = None
+        self._background = SelectiveBackground(fps=scene.fps)
+        self._tracker: Tracker | None = None
+        self._lamps = LampClassifier()
+        self._signal = SignalTimeline(confirm_frames=self._settings.confirm_frames)
+        # Red-light events wait for the light to be decided; keep their frames for evidence.
+        self._recent: deque[Frame] = deque(maxlen=self._settings.confirm_frames + 2)
+        self._min_area_px = 1
+
+    @property
+    def signal_state(self) -> LightState:
+        return self._signal.state
+
+    @property
+    def tracks(self) -> list[Track]:
+        return self._tracker.tracks if self._tracker else []
+
+    def process(self, frame: Frame) -> list[ViolationEvent]:
+        """Run every stage on ``frame``; raises ``CorruptFrameError`` for an unusable frame
+        (the pipeline's state is then unchanged, so the caller may skip it and go on)."""
+        with self._observer.stage("decode"):
+            grey = self._decode(frame)
+        geometry = self._geometry
+        tracker = self._tracker
+        assert geometry is not None and tracker is not None
+        self._recent.append(frame)
+
+        if geometry.light_roi is not None:
+            with self._observer.stage("signal"):
+                self._read_signal(grey, geometry.light_roi, frame.index)
+
+        with self._observer.stage("motion"):
+            mask = self._background.apply(grey, frozen=self._frozen_mask(grey))
+            blobs = find_blobs(mask, min_area_px=self._min_area_px)
+
+        with self._observer.stage("track"):
+            tracks = tracker.update(blobs, frame=frame.index, ts_ms=frame.ts_ms)
+
+        with self._observer.stage("rules"):
+            hits = self._apply_rules(geometry, tracks, frame)
+        return [self._event(hit) for hit in hits]
+
+    def _decode(self, frame: Frame) -> GreyImage:
+        if self._decoder is None:
+            source_wh = source_size(frame)
+            decoder = WorkingDecoder(
+                source_wh=source_wh,
+                reduction=reduction_for(
+                    source_wh[0], min_working_width=self._settings.min_working_width
+                ),
+            )
+            grey = decoder.decode(frame)
+            self._start(decoder)
+            return grey
+        return self._decoder.decode(frame)
+
+    def _start(self, decoder: WorkingDecoder) -> None:
+        """Size everything for the feed, now that its first frame is known good."""
+        settings = self._settings
+        work_w, work_h = decoder.working_wh
+        scene_w = self.scene.resolution_wh[0] if self.scene.resolution_wh else decoder.source_wh[0]
+        self._decoder = decoder
+        self._geometry = _Geometry(self.scene, Scale(factor=work_w / scene_w))
+        self._min_area_px = max(4, round(settings.min_vehicle_area_frac * work_w * work_h))
+        self._tracker = Tracker(
+            fps=self.scene.fps,
+            settings=TrackerSettings(
+                stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
+                moved_px=settings.moved_frac * work_w,
+            ),
+        )
+
+    def _read_signal(self, grey: GreyImage, roi: tuple[int, int, int, int], index: int) -> None:
+        x, y, w, h = roi
+        reading = self._lamps.classify(lamp_levels(grey[y : y + h, x : x + w]))
+        change = self._signal.update(frame=index, reading=reading)
+        if change is not None:
+            self._observer.signal_changed(change.state)
+
+    def _frozen_mask(self, grey: GreyImage) -> GreyImage | None:
+        tracks = [t for t in self.tracks if t.established]
+        if not tracks:
+            return None
+        mask = np.zeros_like(grey)
+        for track in tracks:
+            x, y, w, h = (round(v) for v in track.box)
+            cv2.rectangle(mask, (x - 1, y - 1), (x + w + 1, y + h + 1), 255, -1)
+        return mask
+
+    def _apply_rules(self, geometry: _Geometry, tracks: list[Track], frame: Frame) -> list[RuleHit]:
+        hits: list[RuleHit] = []
+        for track in tracks:
+            if geometry.red_light is not None:
+                geometry.red_light.observe(track, frame=frame.index, ts_ms=frame.ts_ms)
+            parked = geometry.parking.observe(track, frame=frame.index, ts_ms=frame.ts_ms)
+            if parked is not None:
+                hits.append(parked)
+        if geometry.red_light is not None:
+            hits.extend(geometry.red_light.judge(self._signal))
+        alive = {t.track_id for t in tracks}
+        geometry.parking.retain(alive)
+        if geometry.red_light is not None:
+            geometry.red_light.retain(alive)
+        return hits
+
+    def _event(self, hit: RuleHit) -> ViolationEvent:
+        assert self._geometry is not None
+        event = ViolationEvent.create(
+            violation_type=hit.violation_type,
+            camera_id=self.scene.camera_id,
+            city=self.scene.city,
+            frame=hit.frame,
+            ts_ms=hit.ts_ms,
+            track_id=hit.track_id,
+            bbox_xywh=self._geometry.scale.box_to_scene(hit.box_xywh),
+            confidence=hit.confidence,
+        )
+        frame = next((f for f in self._recent if f.index == hit.frame), None)
+        if self._evidence is None or frame is None:
+            return event
+        snapshot = self._evidence.save(event=event, frame=frame, scene=self.scene)
+        return event.model_copy(update={"snapshot": snapshot})

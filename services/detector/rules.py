@@ -1,0 +1,128 @@
+"""The contracts' violation rules over tracks, in working-pixel coordinates.
+
+* red_light: the box centre crosses the stop-line segment in ``travel_direction`` while the
+  light shows red (amber is not red); at most one event per track; ``frame`` = the crossing.
+* illegal_parking: the track stands still with its centre inside a zone for ``max_dwell_s``;
+  one event per stay; ``frame`` = the frame where the dwell reaches ``max_dwell_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from services.common.events import ViolationType
+from services.detector.geometry import BoxXYWH, PointXY, crossing_fraction, point_in_polygon
+from services.detector.signal import LightState, SignalTimeline
+from services.detector.tracker import Track
+
+# A centre that passes just beyond a stop line's painted end still crossed it: scene files
+# are drawn by hand, and a box centre wobbles by a few pixels.
+SEGMENT_MARGIN = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHit:
+    """A violation before it becomes an event: which track, where, and when."""
+
+    violation_type: ViolationType
+    track_id: int
+    frame: int
+    ts_ms: int
+    box_xywh: BoxXYWH
+    confidence: float
+
+
+def _confidence(track: Track) -> float:
+    # A long-lived track is a vehicle, not a noise blob; 20 observations earn full trust.
+    return round(min(0.99, 0.6 + 0.02 * track.hits), 2)
+
+
+class RedLightRule:
+    """Finds forward crossings as they happen and judges them once the light is decided."""
+
+    def __init__(self, *, line_xy: tuple[PointXY, PointXY], travel_direction: PointXY) -> None:
+        self._line = line_xy
+        self._direction = travel_direction
+        self._crossed: set[int] = set()
+        self._pending: list[RuleHit] = []
+
+    def observe(self, track: Track, *, frame: int, ts_ms: int) -> None:
+        """Record the track's first forward crossing of the line, if it crosses now."""
+        start = track.previous_centre
+        if start is None or not track.established or track.track_id in self._crossed:
+            return
+        end = track.centre
+        fraction = crossing_fraction(
+            start_xy=start, end_xy=end, line_a_xy=self._line[0], line_b_xy=self._line[1]
+        )
+        if fraction is None or not -SEGMENT_MARGIN <= fraction <= 1 + SEGMENT_MARGIN:
+            return
+        forward = (end[0] - start[0]) * self._direction[0] + (end[1] - start[1]) * self._direction[
+            1
+        ]
+        if forward <= 0:
+            return
+        self._crossed.add(track.track_id)
+        self._pending.append(
+            RuleHit(
+                violation_type=ViolationType.RED_LIGHT,
+                track_id=track.track_id,
+                frame=frame,
+                ts_ms=ts_ms,
+                box_xywh=track.box,
+                confidence=_confidence(track),
+            )
+        )
+
+    def retain(self, track_ids: set[int]) -> None:
+        """Forget tracks that have ended (pending crossings are kept until judged)."""
+        self._crossed &= track_ids
+
+    def judge(self, signal: SignalTimeline) -> list[RuleHit]:
+        """Crossings whose light state is now final and was red."""
+        decided = [hit for hit in self._pending if hit.frame <= signal.decided_through]
+        self._pending = [hit for hit in self._pending if hit.frame > signal.decided_through]
+        return [hit for hit in decided if signal.state_at(hit.frame) == LightState.RED]
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    name: str
+    polygon_xy: npt.NDArray[np.float32]
+    max_dwell_s: float
+
+
+class ParkingRule:
+    """Counts each standing track's dwell inside the no-parking zones."""
+
+    def __init__(self, zones: list[Zone]) -> None:
+        self._zones = zones
+        # (track id, first still frame): one event per stay, however long the stay lasts.
+        self._reported: set[tuple[int, int]] = set()
+
+    def retain(self, track_ids: set[int]) -> None:
+        """Forget the stays of tracks that have ended."""
+        self._reported = {stay for stay in self._reported if stay[0] in track_ids}
+
+    def observe(self, track: Track, *, frame: int, ts_ms: int) -> RuleHit | None:
+        if track.anchor is None or not track.established:
+            return None
+        stay = (track.track_id, track.still_since_frame)
+        if stay in self._reported:
+            return None
+        dwell_s = (ts_ms - track.still_since_ts_ms) / 1000.0
+        for zone in self._zones:
+            if dwell_s >= zone.max_dwell_s and point_in_polygon(track.anchor, zone.polygon_xy):
+                self._reported.add(stay)
+                return RuleHit(
+                    violation_type=ViolationType.ILLEGAL_PARKING,
+                    track_id=track.track_id,
+                    frame=frame,
+                    ts_ms=ts_ms,
+                    box_xywh=track.box,
+                    confidence=_confidence(track),
+                )
+        return None

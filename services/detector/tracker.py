@@ -1,0 +1,225 @@
+"""Multi-object tracking of vehicle blobs with stable ids through stops and occlusions.
+
+Greedy IoU association against constant-velocity predictions. Two refinements keep one id
+per vehicle, and so one event per vehicle:
+
+* a blob that covers two or more established tracks (vehicles side by side, or a car passing
+  in front of a parked one) is not given to either; each coasts on its prediction;
+* a stationary track does not take a blob much larger than itself (an occluder merged into
+  it), so a parked car's position, and its dwell clock, survive passing traffic.
+
+Each track also knows whether it has ever *moved*: a vehicle drives in, whereas a ghost of
+the first frame or a shadow never travels. Rules and the background freeze use only tracks
+that have moved.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from services.detector.geometry import BoxXYWH, PointXY, box_centre, box_intersection, box_iou
+
+# Observations before a track may claim a shared blob or count as a vehicle: one-frame noise
+# blobs never get there.
+MIN_HITS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerSettings:
+    """Distances are in working pixels, times in seconds."""
+
+    max_missed_s: float = 1.5
+    stationary_window_s: float = 1.0
+    stationary_tol_px: float = 2.5
+    moved_px: float = 12.0
+    occluder_area_ratio: float = 1.6
+
+
+@dataclass(frozen=True, slots=True)
+class _Sample:
+    frame: int
+    ts_ms: int
+    centre: PointXY
+
+
+@dataclass(eq=False)
+class Track:
+    """One vehicle's state; ``box`` is in working pixels."""
+
+    track_id: int
+    box: BoxXYWH
+    origin: PointXY
+    last_frame: int
+    velocity: PointXY = (0.0, 0.0)
+    hits: int = 1
+    misses: int = 0
+    moved: bool = False
+    previous_centre: PointXY | None = None
+    # Set while the vehicle stands still: where, and since when (the first still sample).
+    anchor: PointXY | None = None
+    still_since_frame: int = 0
+    still_since_ts_ms: int = 0
+    samples: deque[_Sample] = field(default_factory=deque)
+
+    @property
+    def centre(self) -> PointXY:
+        return box_centre(self.box)
+
+    @property
+    def stationary(self) -> bool:
+        return self.anchor is not None
+
+    @property
+    def established(self) -> bool:
+        """A real vehicle: seen several times and seen travelling."""
+        return self.moved and self.hits >= MIN_HITS
+
+    def predicted(self, frame: int) -> BoxXYWH:
+        steps = frame - self.last_frame
+        x, y, w, h = self.box
+        return (x + self.velocity[0] * steps, y + self.velocity[1] * steps, w, h)
+
+
+class Tracker:
+    """Assigns blobs to tracks frame by frame; call :meth:`update` once per frame."""
+
+    def __init__(self, *, fps: float, settings: TrackerSettings | None = None) -> None:
+        self._settings = settings or TrackerSettings()
+        self._fps = fps
+        self._max_missed = max(1, round(fps * self._settings.max_missed_s))
+        self._window_ms = self._settings.stationary_window_s * 1000.0
+        self._tracks: list[Track] = []
+        self._next_id = 1
+
+    @property
+    def tracks(self) -> list[Track]:
+        return list(self._tracks)
+
+    def update(self, boxes: list[BoxXYWH], *, frame: int, ts_ms: int) -> list[Track]:
+        """Associate this frame's blobs; returns the tracks that are still alive."""
+        unmatched = set(range(len(boxes)))
+        updated: set[int] = set()
+        predictions = {t.track_id: t.predicted(frame) for t in self._tracks}
+
+        for i in sorted(unmatched):
+            covered = [
+                t
+                for t in self._tracks
+                if t.hits >= MIN_HITS and _covered_fraction(predictions[t.track_id], boxes[i]) > 0.6
+            ]
+            if len(covered) >= 2:
+                unmatched.discard(i)
+                for track in covered:
+                    self._coast(track, predictions[track.track_id], frame=frame)
+                    updated.add(track.track_id)
+
+        pairs = sorted(
+            (
+                (-score, t.track_id, i)
+                for t in self._tracks
+                if t.track_id not in updated
+                for i in unmatched
+                if (score := _match_score(predictions[t.track_id], boxes[i])) > 0
+            ),
+        )
+        by_id = {t.track_id: t for t in self._tracks}
+        for _, track_id, i in pairs:
+            if track_id in updated or i not in unmatched:
+                continue
+            track = by_id[track_id]
+            unmatched.discard(i)
+            updated.add(track_id)
+            if track.stationary and _is_occluder(track.box, boxes[i], self._settings):
+                self._coast(track, track.box, frame=frame)
+            else:
+                self._observe(track, boxes[i], frame=frame, ts_ms=ts_ms)
+
+        for track in self._tracks:
+            if track.track_id not in updated:
+                track.misses += 1
+                self._coast(track, predictions[track.track_id], frame=frame, missed=True)
+        self._tracks = [t for t in self._tracks if t.misses <= self._max_missed]
+
+        for i in sorted(unmatched):
+            if not any(_covered_fraction(boxes[i], t.box) > 0.5 for t in self._tracks):
+                self._start(boxes[i], frame=frame, ts_ms=ts_ms)
+        return list(self._tracks)
+
+    def _start(self, box: BoxXYWH, *, frame: int, ts_ms: int) -> None:
+        centre = box_centre(box)
+        track = Track(track_id=self._next_id, box=box, origin=centre, last_frame=frame)
+        track.samples.append(_Sample(frame=frame, ts_ms=ts_ms, centre=centre))
+        self._next_id += 1
+        self._tracks.append(track)
+
+    def _coast(self, track: Track, box: BoxXYWH, *, frame: int, missed: bool = False) -> None:
+        """Move the track along its prediction without evidence from this frame."""
+        track.previous_centre = track.centre
+        track.box = box
+        track.last_frame = frame
+        if not missed:
+            track.misses = 0
+
+    def _observe(self, track: Track, box: BoxXYWH, *, frame: int, ts_ms: int) -> None:
+        settings = self._settings
+        previous = track.centre
+        steps = max(frame - track.last_frame, 1)
+        track.previous_centre = previous
+        track.box = box
+        centre = track.centre
+        track.velocity = (
+            0.5 * track.velocity[0] + 0.5 * (centre[0] - previous[0]) / steps,
+            0.5 * track.velocity[1] + 0.5 * (centre[1] - previous[1]) / steps,
+        )
+        track.last_frame = frame
+        track.hits += 1
+        track.misses = 0
+        if not track.moved and _distance(centre, track.origin) > settings.moved_px:
+            track.moved = True
+
+        track.samples.append(_Sample(frame=frame, ts_ms=ts_ms, centre=centre))
+        while track.samples and ts_ms - track.samples[0].ts_ms > self._window_ms:
+            track.samples.popleft()
+        self._update_stillness(track, centre)
+
+    def _update_stillness(self, track: Track, centre: PointXY) -> None:
+        tol = self._settings.stationary_tol_px
+        if track.anchor is not None:
+            # Hysteresis: jitter of a standing car must not end its stay (and restart the clock).
+            if _distance(centre, track.anchor) > 3 * tol:
+                track.anchor = None
+            return
+        first = track.samples[0]
+        if (track.samples[-1].ts_ms - first.ts_ms) < self._window_ms * 0.9:
+            return
+        if all(_distance(s.centre, centre) <= tol for s in track.samples):
+            track.anchor = centre
+            track.still_since_frame = first.frame
+            track.still_since_ts_ms = first.ts_ms
+
+
+def _distance(a: PointXY, b: PointXY) -> float:
+    return math.hypot(a[0] - b[0], a[1] - b[1])
+
+
+def _covered_fraction(inner: BoxXYWH, outer: BoxXYWH) -> float:
+    """How much of ``inner``'s area lies inside ``outer``."""
+    area = inner[2] * inner[3]
+    return box_intersection(inner, outer) / area if area > 0 else 0.0
+
+
+def _match_score(predicted: BoxXYWH, box: BoxXYWH) -> float:
+    """IoU, or for a fast or small vehicle that no longer overlaps, closeness of centres."""
+    iou = box_iou(predicted, box)
+    if iou > 0:
+        return 1.0 + iou
+    gate = max(predicted[2], predicted[3])
+    distance = _distance(box_centre(predicted), box_centre(box))
+    return 1.0 - distance / gate if distance < gate else 0.0
+
+
+def _is_occluder(track_box: BoxXYWH, box: BoxXYWH, settings: TrackerSettings) -> bool:
+    grown = box[2] * box[3] > settings.occluder_area_ratio * track_box[2] * track_box[3]
+    return grown and _covered_fraction(track_box, box) > 0.6

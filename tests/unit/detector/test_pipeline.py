@@ -1,0 +1,99 @@
+"""The whole per-camera pipeline on synthetic streets: the contracts' rules end to end."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.events import ViolationEvent, ViolationType
+from services.detector.pipeline import DetectorPipeline
+from tests.unit.detector.synth import FPS, Vehicle, cycle, frames, scene, straight
+
+
+def run(
+    count: int, vehicles: list[Vehicle], light_red: tuple[int, int], **kw: bool
+) -> tuple[list[ViolationEvent], DetectorPipeline]:
+    pipeline = DetectorPipeline(scene())
+    events: list[ViolationEvent] = []
+    for frame in frames(count, vehicles, cycle(red=light_red), **kw):
+        events.extend(pipeline.process(frame))
+    return events, pipeline
+
+
+# The up lane: a car 64 px tall whose centre crosses y=200 when its top is at y=168.
+def up_lane(first: int, **kw: int | None) -> Vehicle:
+    return Vehicle(path=straight(start_xy=(300, 370), velocity_xy=(0, -8), first=first, **kw))
+
+
+# Centre y = 370 + 32 - 8 * (f - first) crosses 200 at f = first + 25.25, i.e. frame first+26.
+@pytest.mark.parametrize(
+    ("first", "red", "expected_frames"),
+    [
+        (30, (40, 200), [56]),  # runs the red
+        (30, (100, 200), []),  # crosses on green
+        (30, (65, 200), []),  # crosses on amber: amber is not red
+    ],
+)
+@pytest.mark.parametrize("jpeg", [True, False])
+def test_red_light_crossing(
+    first: int, red: tuple[int, int], expected_frames: list[int], jpeg: bool
+) -> None:
+    events, _ = run(110, [up_lane(first)], red, jpeg=jpeg)
+    assert [e.frame for e in events] == expected_frames
+    assert all(e.type == ViolationType.RED_LIGHT for e in events)
+
+
+def test_car_waiting_at_red_stays_tracked_and_is_lawful() -> None:
+    # Stops with its centre at y=258 (behind the line) for 60 s; the light stays red.
+    stop_frame = 40 + 18
+    vehicle = up_lane(40, stop_at=stop_frame, stop_for=600)
+    events, pipeline = run(stop_frame + 590, [vehicle], (50, 10_000))
+    assert events == []
+    ids = {t.track_id for t in pipeline.tracks if t.established}
+    assert len(ids) == 1, "a car standing for a minute must stay one detected track"
+
+
+def test_one_event_per_stopped_car_that_then_runs_the_red() -> None:
+    # Waits with its centre at y=258 for 10 s, then drives on through the red: frame 166.
+    vehicle = up_lane(40, stop_at=58, stop_for=100)
+    events, _ = run(220, [vehicle], (50, 10_000))
+    assert [(e.type, e.frame) for e in events] == [(ViolationType.RED_LIGHT, 58 + 100 + 8)]
+
+
+def parker(*, arrive: int, stand_s: float, x: float = 520) -> Vehicle:
+    # Drives down from the top into the kerb zone; stops when its top reaches y=200.
+    v = 8
+    start_y = 60.0
+    stop_at = arrive + round((200 - start_y) / v)
+    return Vehicle(
+        path=straight(
+            start_xy=(x, start_y),
+            velocity_xy=(0, v),
+            first=arrive,
+            stop_at=stop_at,
+            stop_for=round(stand_s * FPS),
+        ),
+        size_wh=(44, 70),
+        bgr=(180, 170, 40),
+    )
+
+
+def test_parking_fires_once_when_dwell_reaches_max() -> None:
+    # Stands 12 s in a zone with max_dwell_s 5: one event, about 5 s after it stopped.
+    events, pipeline = run(260, [parker(arrive=20, stand_s=12)], (10_000, 10_001))
+    assert [e.type for e in events] == [ViolationType.ILLEGAL_PARKING]
+    stop_frame = 20 + 18
+    assert abs(events[0].frame - (stop_frame + 5 * FPS)) <= 5
+    assert pipeline.tracks == [], "the parked car left: no ghost may stay behind"
+
+
+def test_short_stop_in_zone_and_long_stop_outside_are_lawful() -> None:
+    inside_briefly = parker(arrive=20, stand_s=3)
+    outside = parker(arrive=20, stand_s=30, x=380)
+    events, _ = run(420, [inside_briefly, outside], (10_000, 10_001))
+    assert events == []
+
+
+def test_events_are_deterministic() -> None:
+    first, _ = run(110, [up_lane(30)], (40, 200))
+    second, _ = run(110, [up_lane(30)], (40, 200))
+    assert [e.violation_id for e in first] == [e.violation_id for e in second]
