@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 # Each module has ``register(app)``; importing lazily keeps `citybrain --help` fast.
-_COMMAND_MODULES = ("services.common.cli",)
+_COMMAND_MODULES = ("services.common.cli", "services.dispatcher.cli", "services.detector.cli")
 
 
 @app.callback()

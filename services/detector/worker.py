@@ -1,0 +1,155 @@
+"""The detector service loop: frames from any source, one pipeline per camera, events out.
+
+It owns the pipelines and the counting; sources, sinks (bus, JSONL file) and the evidence
+writer are handed in, so the same loop serves ``citybrain detect``, ``replay`` and ``run``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from services.common.bus import Bus
+from services.common.config.loader import ConfigError, load_model
+from services.common.config.scene import SceneConfig
+from services.common.events import VIOLATIONS_TOPIC, ViolationEvent
+from services.detector.decode import CorruptFrameError
+from services.detector.evidence import EvidenceSink
+from services.detector.metrics import DetectorMetrics
+from services.detector.pipeline import DetectorPipeline, DetectorSettings
+from services.detector.sources import DroppedFrame, SourceItem
+
+EventSink = Callable[[ViolationEvent], None]
+SceneLookup = Callable[[str], SceneConfig | None]
+
+
+@dataclass
+class WorkerStats:
+    frames_read: int = 0
+    frames_processed: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    events: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def frames_dropped(self) -> int:
+        return sum(self.dropped.values())
+
+
+class SceneDirectory:
+    """Scenes looked up by camera id as ``<dir>/<camera_id>.yaml``, loaded once each."""
+
+    def __init__(self, directory: Path) -> None:
+        self._directory = directory
+        self._cache: dict[str, SceneConfig | None] = {}
+
+    def __call__(self, camera_id: str) -> SceneConfig | None:
+        if camera_id not in self._cache:
+            path = self._directory / f"{camera_id}.yaml"
+            try:
+                self._cache[camera_id] = load_model(SceneConfig, path) if path.is_file() else None
+            except ConfigError:
+                self._cache[camera_id] = None
+        return self._cache[camera_id]
+
+
+class DetectorWorker:
+    """Routes each frame to its camera's pipeline, counts drops, hands events to the sinks."""
+
+    def __init__(
+        self,
+        *,
+        scenes: SceneLookup,
+        sinks: list[EventSink],
+        metrics: DetectorMetrics,
+        evidence: EvidenceSink | None = None,
+        settings: DetectorSettings | None = None,
+    ) -> None:
+        self._scenes = scenes
+        self._sinks = sinks
+        self._metrics = metrics
+        self._evidence = evidence
+        self._settings = settings
+        self._pipelines: dict[str, DetectorPipeline] = {}
+        self.stats = WorkerStats()
+
+    def run(self, items: Iterable[SourceItem]) -> WorkerStats:
+        for item in items:
+            self.handle(item)
+        return self.stats
+
+    def handle(self, item: SourceItem) -> list[ViolationEvent]:
+        """Process one source item; never raises for a bad frame."""
+        self.stats.frames_read += 1
+        if isinstance(item, DroppedFrame):
+            self._drop(item.camera_id, item.reason)
+            return []
+        pipeline = self._pipeline(item.camera_id)
+        if pipeline is None:
+            self._drop(item.camera_id, "no_scene")
+            return []
+        try:
+            events = pipeline.process(item)
+        except CorruptFrameError as exc:
+            self._drop(item.camera_id, exc.reason)
+            return []
+        self.stats.frames_processed += 1
+        self._metrics.frames_processed.labels(camera_id=item.camera_id).inc()
+        self._metrics.count_events(events)
+        for event in events:
+            self.stats.events[event.type.value] += 1
+            for sink in self._sinks:
+                sink(event)
+        return events
+
+    def _pipeline(self, camera_id: str) -> DetectorPipeline | None:
+        pipeline = self._pipelines.get(camera_id)
+        if pipeline is None:
+            scene = self._scenes(camera_id)
+            if scene is None:
+                return None
+            pipeline = self._pipelines[camera_id] = DetectorPipeline(
+                scene,
+                settings=self._settings,
+                evidence=self._evidence,
+                observer=self._metrics.observer(camera_id),
+            )
+        return pipeline
+
+    def _drop(self, camera_id: str, reason: str) -> None:
+        self.stats.dropped[reason] += 1
+        self._metrics.frames_dropped.labels(camera_id=camera_id, reason=reason).inc()
+
+
+def bus_sink(bus: Bus) -> EventSink:
+    """Publish each event on the ``violations`` topic, keyed by camera (per-camera order)."""
+    bus.ensure_topics([VIOLATIONS_TOPIC])
+
+    def publish(event: ViolationEvent) -> None:
+        bus.publish(VIOLATIONS_TOPIC.name, event.to_json(), key=event.camera_id.encode())
+
+    return publish
+
+
+def jsonl_sink(handle: IO[str]) -> EventSink:
+    """Write each event as one JSON line (the contracts' event form)."""
+
+    def write(event: ViolationEvent) -> None:
+        handle.write(json.dumps(event.to_dict(), separators=(",", ":")) + "\n")
+
+    return write
+
+
+def interleave(sources: list[Iterable[SourceItem]]) -> Iterator[SourceItem]:
+    """Round-robin over several cameras' sources until every one is exhausted."""
+    iterators = [iter(source) for source in sources]
+    while iterators:
+        for iterator in list(iterators):
+            item = next(iterator, None)
+            if item is None:
+                iterators.remove(iterator)
+            else:
+                yield item
