@@ -116,10 +116,15 @@ Decision = Dispatch | Repeat | Duplicate | DeadLetter
 
 @dataclass(slots=True)
 class Plan:
-    """The decisions for a batch, in input order, and the group state they leave behind."""
+    """The decisions for a batch, in input order, and the group state they leave behind.
+
+    ``group_sources`` names, for each changed group, the input message that last changed it,
+    so that the caller can store the state beside that message (in its partition).
+    """
 
     decisions: list[Decision] = field(default_factory=list)
     groups: dict[str, GroupState] = field(default_factory=dict)
+    group_sources: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +224,7 @@ class Dispatcher:
         the decisions have been carried out, so that a crash before then forgets nothing.
         """
         out = Plan()
-        for raw in raws:
+        for index, raw in enumerate(raws):
             parsed = parse(raw, max_bytes=self.config.max_event_bytes)
             if isinstance(parsed, DeadLetter):
                 out.decisions.append(parsed)
@@ -230,6 +235,7 @@ class Dispatcher:
             out.decisions.append(decision)
             if group is not None:
                 out.groups[key] = group
+                out.group_sources[key] = index
         return out
 
     def decide(

@@ -1,0 +1,322 @@
+"""The faust app that runs the dispatch core on the ``violations`` topic.
+
+No loss, no duplicates:
+
+- The agent takes events in batches without acking them (``noack_take``). A batch is
+  planned by the pure core, its dead letters are produced, its entries are written to the
+  control-center queue (retrying with backoff while Redis is away), its state goes to the
+  tables' changelogs, and only then are its events acked. faust commits only acked offsets,
+  and flushes the producer (changelogs, dead letters) before it commits.
+- A crash anywhere before the commit means redelivery. The queue's append and repeat are
+  idempotent per violation id, so a redelivered event never creates a second entry.
+- While Redis is away the agent holds its one batch; faust stops fetching once the stream
+  buffer (``stream_buffer_maxsize``) is full, so memory stays bounded.
+
+Scale-out: run more processes with the same app id; they share the consumer group, and each
+table partition follows its source partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+import faust
+from faust.types import EventT, TableT
+from prometheus_client import CollectorRegistry
+
+from services.common.config.catalogue import Catalogue
+from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
+from services.common.queue import (
+    ControlCenterQueue,
+    EntryNotFoundError,
+    PendingEntry,
+    QueueUnavailableError,
+)
+from services.dispatcher.config import DispatchConfig
+from services.dispatcher.core import (
+    DeadLetter,
+    Dispatch,
+    Dispatcher,
+    Duplicate,
+    GroupState,
+    Plan,
+    Repeat,
+)
+from services.dispatcher.metrics import DispatcherMetrics, instrument
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Dead-letter headers; the source position makes redelivered dead letters recognisable.
+HEADER_REASON = "reason"
+HEADER_DETAIL = "detail"
+HEADER_SOURCE = "source"
+MAX_DETAIL_BYTES = 1_024
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherSettings:
+    """Everything a dispatcher process needs, resolved from the CLI and config files."""
+
+    bootstrap_servers: str
+    config: DispatchConfig
+    catalogue: Catalogue
+    app_id: str = "citybrain-dispatcher"
+    topic: str = VIOLATIONS_TOPIC.name
+    dlq_topic: str = VIOLATIONS_DLQ_TOPIC.name
+    web_host: str = "0.0.0.0"
+    web_port: int = 6066
+
+
+class GroupTableView(Mapping[str, GroupState]):
+    """The core's read-only view of the groups table (JSON dicts in faust's store)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getitem__(self, key: str) -> GroupState:
+        return GroupState.from_dict(self._store[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+
+class BatchHandler:
+    """Carries out one batch's plan: dead letters, queue writes, table state, metrics."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        queue: ControlCenterQueue,
+        metrics: DispatcherMetrics,
+        dlq: faust.TopicT,
+        groups: TableT[str, Any],
+        counters: TableT[str, Any],
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._queue = queue
+        self._metrics = metrics
+        self._dlq = dlq
+        self._groups = groups
+        self._counters = counters
+        self._retry = dispatcher.config.redis_retry
+        # The newest detection time seen: the clock that expires old group state.
+        self.latest_ts_ms = 0
+
+    async def handle(self, events: Sequence[EventT[bytes]]) -> None:
+        """Process a batch to the point where all of its events may be acked."""
+        raws = [event.message.value or b"" for event in events]
+        self._metrics.events.inc(len(raws))
+        plan = self._dispatcher.plan(
+            raws, state=GroupTableView(self._groups.data), now_ms=int(time.time() * 1000)
+        )
+        deliveries = [
+            await self._dead_letter(event, decision)
+            for event, decision in zip(events, plan.decisions, strict=True)
+            if isinstance(decision, DeadLetter)
+        ]
+        await self._write_entries(plan)
+        await self._write_repeats(plan)
+        self._store_state(plan, events)
+        # The dead letters must be on the broker before their offsets can be committed.
+        await asyncio.gather(*deliveries)
+
+    async def _dead_letter(self, event: EventT[bytes], decision: DeadLetter) -> Awaitable[Any]:
+        message = event.message
+        self._metrics.dead_lettered.labels(reason=decision.reason.value).inc()
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            decision.reason.value,
+            decision.detail[:200],
+        )
+        headers = [
+            (HEADER_REASON, decision.reason.value.encode()),
+            (HEADER_DETAIL, decision.detail.encode()[:MAX_DETAIL_BYTES]),
+            (HEADER_SOURCE, f"{message.topic}/{message.partition}/{message.offset}".encode()),
+        ]
+        delivery: Awaitable[Any] = await self._dlq.send(
+            key=message.key, value=message.value or b"", headers=headers
+        )
+        return delivery
+
+    async def _write_entries(self, plan: Plan) -> None:
+        dispatches = [d for d in plan.decisions if isinstance(d, Dispatch)]
+        if not dispatches:
+            return
+        entries: list[PendingEntry] = [d.entry for d in dispatches]
+        results = await self._with_retry(lambda: self._queue.append_many(entries))
+        written_s = time.time()
+        for decision, result in zip(dispatches, results, strict=True):
+            if not result.created:
+                # A redelivery after a crash, or a repeat of an id older than our state.
+                self._metrics.duplicates.inc()
+                continue
+            self._metrics.dispatched.inc()
+            self._metrics.latency.observe(max(0.0, written_s - decision.ts_ms / 1000))
+            if not decision.catalogued:
+                self._metrics.unknown_camera.inc()
+
+    async def _write_repeats(self, plan: Plan) -> None:
+        for decision in plan.decisions:
+            if isinstance(decision, Duplicate):
+                self._metrics.duplicates.inc()
+            elif isinstance(decision, Repeat):
+                await self._record_repeat(decision)
+
+    async def _record_repeat(self, repeat: Repeat) -> None:
+        def record() -> Awaitable[int]:
+            return self._queue.record_repeat(
+                repeat.violation_id, ts_ms=repeat.ts_ms, repeat_id=repeat.repeat_id
+            )
+
+        try:
+            await self._with_retry(record)
+        except EntryNotFoundError:
+            # Only if Redis lost the entry itself (e.g. restored from an older snapshot).
+            log.error("repeat %s: entry %s is gone", repeat.repeat_id, repeat.violation_id)
+            return
+        self._metrics.grouped.inc()
+
+    async def _with_retry(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run ``op`` until Redis takes it, backing off exponentially; never gives up."""
+        backoff_s = self._retry.initial_backoff_s
+        while True:
+            started = time.perf_counter()
+            try:
+                result = await op()
+            except QueueUnavailableError as exc:
+                self._metrics.redis_retries.inc()
+                log.warning("control-center queue unavailable, retry in %.2fs: %s", backoff_s, exc)
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(backoff_s * 2, self._retry.max_backoff_s)
+                continue
+            self._metrics.redis_write.observe(time.perf_counter() - started)
+            return result
+
+    def _store_state(self, plan: Plan, events: Sequence[EventT[bytes]]) -> None:
+        """Write changed state beside its source message: the same partition number."""
+        for key, group in plan.groups.items():
+            partition = events[plan.group_sources[key]].message.partition
+            value = {**group.to_dict(), "partition": partition}
+            self._groups.data[key] = value
+            self._groups.send_changelog(partition, key, value)
+            self.latest_ts_ms = max(self.latest_ts_ms, group.last_ts_ms)
+        self._count_per_camera(plan, events)
+
+    def _count_per_camera(self, plan: Plan, events: Sequence[EventT[bytes]]) -> None:
+        touched: dict[str, int] = {}
+        for event, decision in zip(events, plan.decisions, strict=True):
+            if isinstance(decision, DeadLetter):
+                continue
+            counts = self._counters.data.get(decision.camera_id) or {}
+            outcome = type(decision).__name__.lower()
+            self._counters.data[decision.camera_id] = {
+                **counts,
+                outcome: counts.get(outcome, 0) + 1,
+            }
+            touched[decision.camera_id] = event.message.partition
+        for camera_id, partition in touched.items():
+            self._counters.send_changelog(partition, camera_id, self._counters.data[camera_id])
+
+    def prune(self) -> int:
+        """Forget groups older than the dedup horizon; returns how many were dropped."""
+        store = self._groups.data
+        expired = [
+            (key, value["partition"])
+            for key, value in list(store.items())
+            if self._dispatcher.expired(GroupState.from_dict(value), latest_ts_ms=self.latest_ts_ms)
+        ]
+        for key, partition in expired:
+            del store[key]
+            # A tombstone, so that compaction drops the key and recovery stays short.
+            self._groups.send_changelog(partition, key, None, value_serializer="raw")
+        return len(expired)
+
+
+def build_app(
+    settings: DispatcherSettings,
+    *,
+    queue: ControlCenterQueue,
+    registry: CollectorRegistry,
+) -> faust.App:
+    """Wire topics, tables, the agent, the prune timer and ``/metrics`` into a faust app."""
+    config = settings.config
+    partitions = config.topics.violations.partitions
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        autodiscover=False,
+        # Changelog partitions must line up with the source topic's.
+        topic_partitions=partitions,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+        # A dead letter may be as big as the largest accepted message.
+        producer_max_request_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
+        consumer_max_fetch_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
+        # Bounds memory while Redis is away: fetching pauses once this many wait per partition.
+        stream_buffer_maxsize=2 * config.batch.max_events,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+    )
+    source = app.topic(
+        settings.topic, key_serializer="raw", value_serializer="raw", value_type=bytes
+    )
+    dlq = app.topic(settings.dlq_topic, key_serializer="raw", value_serializer="raw")
+    groups = app.Table(
+        "dispatch-groups",
+        partitions=partitions,
+        help="dedup and grouping state per vehicle, camera and violation type",
+    )
+    counters = app.Table("camera-counters", partitions=partitions, help="outcomes per camera")
+    metrics = DispatcherMetrics.create(registry)
+    instrument(app, registry)
+    handler = BatchHandler(
+        dispatcher=Dispatcher(config=config, catalogue=settings.catalogue),
+        queue=queue,
+        metrics=metrics,
+        dlq=dlq,
+        groups=groups,
+        counters=counters,
+    )
+    max_wait_s = config.batch.max_wait_ms / 1000
+
+    @app.agent(source, name="dispatch")
+    async def dispatch(stream: faust.StreamT[bytes]) -> None:
+        # noack_take lives on the concrete Stream, and yields events although it is
+        # annotated as yielding values.
+        batches = cast(faust.Stream[bytes], stream).noack_take(
+            config.batch.max_events, within=max_wait_s
+        )
+        try:
+            async for batch in batches:
+                events = cast(Sequence[EventT[bytes]], batch)
+                await handler.handle(events)
+                for event in events:
+                    await stream.ack(event)
+        finally:
+            await queue.close()
+
+    async def prune_state() -> None:
+        dropped = handler.prune()
+        if dropped:
+            log.info("dropped %d expired dedup/grouping states", dropped)
+
+    app.timer(interval=config.state_prune_interval_s)(prune_state)
+
+    return app

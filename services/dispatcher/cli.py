@@ -1,0 +1,109 @@
+"""``citybrain dispatch``: run the faust dispatcher until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import typer
+from prometheus_client import CollectorRegistry
+from rich.console import Console
+
+from services.common.bus import BusError, open_bus
+from services.common.bus.kafka import MAX_MESSAGE_BYTES
+from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
+from services.common.config.loader import ConfigError
+from services.common.events import VIOLATIONS_TOPIC
+from services.common.queue import open_queue
+from services.dispatcher.config import DEFAULT_DISPATCH_PATH, DispatchConfig, load_dispatch_config
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"[red]error[/red] {message}")
+    return typer.Exit(code=2)
+
+
+def _kafka_servers(bus_url: str) -> str:
+    parts = urlsplit(bus_url)
+    if parts.scheme != "kafka" or not parts.netloc:
+        raise _fail(f"--bus {bus_url!r}: the dispatcher needs kafka://HOST:PORT")
+    return parts.netloc
+
+
+def _ensure_topics(bus_url: str, *, topic: str, dlq_topic: str, config: DispatchConfig) -> None:
+    bus = open_bus(bus_url)
+    try:
+        bus.ensure_topics(
+            [
+                config.topics.violations.spec(
+                    topic, max_message_bytes=VIOLATIONS_TOPIC.max_message_bytes
+                ),
+                # Dead letters carry the original bytes, whatever their size.
+                config.topics.dead_letters.spec(dlq_topic, max_message_bytes=MAX_MESSAGE_BYTES),
+            ]
+        )
+    except BusError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        bus.close()
+
+
+def dispatch(
+    *,
+    bus: Annotated[str, typer.Option("--bus", help="kafka://HOST:PORT")],
+    queue: Annotated[str, typer.Option("--queue", help="redis://HOST:PORT, optionally /DB")],
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="HTTP port for /metrics")
+    ] = 6066,
+    config_path: Annotated[
+        Path, typer.Option("--config", help="dispatch settings")
+    ] = DEFAULT_DISPATCH_PATH,
+    catalogue_path: Annotated[
+        Path, typer.Option("--catalogue", help="city/camera catalogue")
+    ] = DEFAULT_CATALOGUE_PATH,
+    topic: Annotated[
+        str, typer.Option("--topic", help="source topic; dead letters go to TOPIC.dlq")
+    ] = VIOLATIONS_TOPIC.name,
+    group: Annotated[
+        str,
+        typer.Option(
+            "--group",
+            help="faust app id and consumer group: processes with the same one share the work",
+        ),
+    ] = "citybrain-dispatcher",
+    queue_prefix: Annotated[
+        str, typer.Option("--queue-prefix", help="Redis key prefix of the queue")
+    ] = "citybrain",
+) -> None:
+    """Dispatch violations from Kafka into the control-center queue until SIGTERM/SIGINT."""
+    import faust
+
+    from services.dispatcher.app import DispatcherSettings, build_app
+
+    try:
+        config = load_dispatch_config(config_path)
+        catalogue = load_catalogue(catalogue_path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    settings = DispatcherSettings(
+        bootstrap_servers=_kafka_servers(bus),
+        config=config,
+        catalogue=catalogue,
+        app_id=group,
+        topic=topic,
+        dlq_topic=f"{topic}.dlq",
+        web_port=metrics_port,
+    )
+    _ensure_topics(bus, topic=topic, dlq_topic=settings.dlq_topic, config=config)
+    app = build_app(
+        settings, queue=open_queue(queue, prefix=queue_prefix), registry=CollectorRegistry()
+    )
+    # The worker installs the SIGTERM/SIGINT handlers and stops the app cleanly on them.
+    faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dispatch")(dispatch)
