@@ -23,7 +23,12 @@ app = typer.Typer(
 )
 
 # Each module has ``register(app)``; importing lazily keeps `citybrain --help` fast.
-_COMMAND_MODULES = ("services.common.cli", "services.dispatcher.cli", "services.detector.cli")
+_COMMAND_MODULES = (
+    "services.common.cli",
+    "services.dispatcher.cli",
+    "services.detector.cli",
+    "services.control_center.cli",
+)
 
 
 @app.callback()
