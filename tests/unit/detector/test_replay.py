@@ -1,0 +1,103 @@
+"""Replay of recorded video: MJPG fast path, corrupt frames, clear errors, real footage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+from tests.unit.detector.synth import FPS, HEIGHT, WIDTH, Vehicle, cycle, render, scene, straight
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+runner = CliRunner()
+
+
+def write_video(path: Path, *, corrupt_frame: int | None = None) -> None:
+    """A 12 s MJPG clip of one car running the red; optionally break one frame's JPEG."""
+    car = Vehicle(path=straight(start_xy=(300, 370), velocity_xy=(0, -8), first=30))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+    for index in range(120):
+        writer.write(render(index, [car], cycle(red=(40, 200))))
+    writer.release()
+    if corrupt_frame is not None:
+        data = bytearray(path.read_bytes())
+        start = -1
+        for _ in range(corrupt_frame + 1):
+            start = data.index(b"\xff\xd8\xff", start + 1)
+        data[start : start + 64] = bytes(64)  # no JPEG header: undecodable
+        path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def scene_file(tmp_path: Path) -> Path:
+    path = tmp_path / "scene.yaml"
+    path.write_text(json.dumps(scene().model_dump(mode="json")))
+    return path
+
+
+def replay(video: Path, scene_path: Path, out: Path, *extra: str) -> tuple[int, str, list[dict]]:
+    result = runner.invoke(
+        app, ["replay", str(video), "--scene", str(scene_path), "--events", str(out), *extra]
+    )
+    events = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    return result.exit_code, result.output, events
+
+
+def test_replay_finds_the_runner_and_is_repeatable(tmp_path: Path, scene_file: Path) -> None:
+    video = tmp_path / "clip.avi"
+    write_video(video)
+    code, output, events = replay(
+        video, scene_file, tmp_path / "a.jsonl", "--snapshots", str(tmp_path / "ev")
+    )
+    assert code == 0, output
+    assert "frames read: 120" in output and "fps:" in output
+    assert [(e["type"], e["frame"]) for e in events] == [("red_light", 56)]
+    crop = Path(events[0]["snapshot"])
+    assert crop.is_file() and crop.with_name(crop.stem + "-scene.jpg").is_file()
+    _, _, again = replay(video, scene_file, tmp_path / "b.jsonl")
+    assert [e["violation_id"] for e in again] == [e["violation_id"] for e in events]
+
+
+def test_corrupt_frame_is_skipped_and_counted(tmp_path: Path, scene_file: Path) -> None:
+    video = tmp_path / "broken.avi"
+    write_video(video, corrupt_frame=60)
+    code, output, events = replay(video, scene_file, tmp_path / "out.jsonl")
+    assert code == 0, output
+    assert "frames read: 120" in output and "dropped: 1" in output
+    assert [e["frame"] for e in events] == [56]
+
+
+@pytest.mark.parametrize(
+    ("video_bytes", "scene_text", "message"),
+    [
+        (None, None, "no such file"),
+        (b"not a video at all", None, "not a video"),
+        (b"", "camera_id: BAD ID\ncity: x\nfps: 10\n", "camera_id"),
+    ],
+)
+def test_clear_errors_exit_2(
+    tmp_path: Path,
+    scene_file: Path,
+    video_bytes: bytes | None,
+    scene_text: str | None,
+    message: str,
+) -> None:
+    video = tmp_path / "in.avi"
+    if video_bytes is not None:
+        video.write_bytes(video_bytes)
+    if scene_text is not None:
+        scene_file.write_text(scene_text)
+    code, output, _ = replay(video, scene_file, tmp_path / "out.jsonl")
+    assert code == 2
+    assert message in output
+
+
+@pytest.mark.skipif(not VTEST.is_file(), reason="needs apt's opencv-doc (vtest.avi)")
+def test_real_footage_replays_end_to_end(tmp_path: Path) -> None:
+    code, output, _ = replay(VTEST, Path("tests/data/vtest-scene.yaml"), tmp_path / "v.jsonl")
+    assert code == 0, output
+    assert "frames read: 795" in output and "dropped: 0" in output
