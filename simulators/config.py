@@ -1,0 +1,71 @@
+"""``configs/simulator.yaml``: the traffic each simulated camera shows.
+
+A camera's geometry lives in its scene file; this file says what the scene cannot: signal
+timings, lane counts, legal bays and how often each case (red-light runner, lawful amber
+crossing, parking in a zone, a brief stop, legal parking) happens.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.common.config.loader import load_model
+
+DEFAULT_SIMULATOR_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "simulator.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SignalTiming(_Strict):
+    green_s: float = Field(default=12, ge=4, le=120, description="green phase")
+    # A driver who cannot stop at amber onset must be able to clear the line before red.
+    amber_s: float = Field(default=3, ge=2.5, le=6, description="amber phase")
+    red_s: float = Field(default=10, ge=6, le=120, description="red phase")
+    offset_s: float = Field(default=0, ge=0, le=300, description="phase shift of the cycle")
+
+    @property
+    def cycle_s(self) -> float:
+        return self.green_s + self.amber_s + self.red_s
+
+
+class CameraTraffic(_Strict):
+    """One camera's traffic; intersection keys are ignored at a street and vice versa."""
+
+    signal: SignalTiming = SignalTiming()
+    approach_lanes: int = Field(default=3, ge=1, le=4, description="lanes the stop line spans")
+    opposite_lanes: int = Field(default=2, ge=0, le=4, description="oncoming lanes beside them")
+    arrivals_per_min: float = Field(default=10, ge=0, le=40, description="per lane")
+    red_light_runners_per_cycle: float = Field(default=1.5, ge=0, le=2)
+    amber_crossers_per_cycle: float = Field(default=0.5, ge=0, le=1)
+    bays: list[tuple[float, float]] = Field(
+        default_factory=list, description="legal bays as x ranges on the kerb strip"
+    )
+    through_per_min: float = Field(default=12, ge=0, le=40, description="per direction")
+    zone_violators_per_min: float = Field(default=3, ge=0, le=10)
+    brief_stops_per_min: float = Field(default=2, ge=0, le=10)
+    legal_parkers_per_min: float = Field(default=2, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def verify_bays(self) -> Self:
+        for i, (x0, x1) in enumerate(self.bays):
+            if not 0 <= x0 < x1:
+                raise ValueError(f"bays[{i}]: must be [x0, x1] with 0 <= x0 < x1")
+        return self
+
+
+class SimulatorConfig(_Strict):
+    cameras: dict[str, CameraTraffic] = Field(default_factory=dict)
+
+    def traffic(self, camera_id: str) -> CameraTraffic:
+        """The camera's settings, or the defaults for a camera this file does not name."""
+        return self.cameras.get(camera_id, CameraTraffic())
+
+
+def load_simulator_config(path: Path | str = DEFAULT_SIMULATOR_CONFIG_PATH) -> SimulatorConfig:
+    """Load and validate ``configs/simulator.yaml``, raising ``ConfigError`` with key paths."""
+    return load_model(SimulatorConfig, path)
