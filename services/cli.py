@@ -28,6 +28,7 @@ _COMMAND_MODULES = (
     "services.dispatcher.cli",
     "services.detector.cli",
     "services.control_center.cli",
+    "simulators.cli",
 )
 
 

@@ -8,6 +8,7 @@ no-parking zones lie on. Everything here is in native pixels (``NATIVE_WH``).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from services.common.config.catalogue import CameraKind
@@ -120,7 +121,8 @@ def _intersection(scene: SceneConfig, traffic: CameraTraffic, source: str) -> In
         raise ConfigError(
             source,
             [
-                f"stop_line.points: {traffic.approach_lanes} lanes need {MIN_LANE_WIDTH_PX:.0f} px each"
+                f"stop_line.points: {traffic.approach_lanes} lanes need "
+                f"{MIN_LANE_WIDTH_PX:.0f} px each"
             ],
         )
     extent = height if vertical else width
@@ -193,7 +195,7 @@ def _street(scene: SceneConfig, traffic: CameraTraffic, source: str) -> StreetLa
     slots += [Slot(x0=x0, x1=x1, zone=None) for x0, x1 in traffic.bays]
     slots.sort(key=lambda slot: slot.x0)
     width, height = NATIVE_WH
-    for left, right in zip(slots, slots[1:], strict=False):
+    for left, right in itertools.pairwise(slots):
         if right.x0 - left.x1 < MERGE_PX:
             problems.append(
                 f"bays: kerb slots at x={left.x0:.0f} and x={right.x0:.0f} need "

@@ -140,7 +140,7 @@ class Renderer:
     @cached_property
     def _padded_background(self) -> BGRImage:
         """The background with a one-pixel border, so a shaken frame is a shifted slice."""
-        return cv2.copyMakeBorder(self.background, 1, 1, 1, 1, cv2.BORDER_REPLICATE)  # type: ignore[no-any-return]
+        return _u8(cv2.copyMakeBorder(self.background, 1, 1, 1, 1, cv2.BORDER_REPLICATE))
 
     @cached_property
     def _rain_tiles(self) -> list[BGRImage]:
@@ -172,7 +172,7 @@ class Renderer:
                 2 * math.pi * frame_index / (self.scene.fps * _DRIFT_PERIOD_S)
             )
             lut = np.clip(np.arange(256) * gain, 0, 255).astype(np.uint8)
-            img = cv2.LUT(self.background, lut)
+            img = _u8(cv2.LUT(self.background, lut))
         else:
             img = self.background.copy()
         light = tuple(channel * gain for channel in self.light)
@@ -215,6 +215,11 @@ class Renderer:
         lit = _shade(_LAMP_LIT[phase], min(gain, 1.0))
         (cx, cy), radius = self._lamp_geometry()[_LAMP_ORDER.index(phase)]
         cv2.circle(img, (cx + offset[0], cy + offset[1]), radius, lit, -1, cv2.LINE_AA)
+
+
+def _u8(img: object) -> BGRImage:
+    """cv2 returns loosely typed arrays; this pins the dtype without copying."""
+    return np.asarray(img, dtype=np.uint8)
 
 
 def _shake_offset(seed: int, frame_index: int) -> tuple[int, int]:
@@ -472,6 +477,6 @@ def _add_street_lamps(img: BGRImage, c: _Canvas, layout: Layout) -> BGRImage:
             else ((along, min(ys) - 60) if k % 2 else (along, max(ys) + 60))
         )
         cv2.circle(glow, c.pt(x, y), max(round(170 * c.sx), 4), 1.0, -1)
-    glow = cv2.GaussianBlur(glow, (0, 0), sigmaX=max(60 * c.sx, 2))
+    glow = np.asarray(cv2.GaussianBlur(glow, (0, 0), sigmaX=max(60 * c.sx, 2)), np.float32)
     warm = np.array([40, 70, 95], np.float32)
     return np.clip(img + glow[:, :, None] * warm, 0, 255).astype(np.uint8)

@@ -377,7 +377,7 @@ class _Intersection:
                 world.scripts.append(_Script(spawn_t, lane, body, speed, role))
                 holds[lane].append((target - SCRIPT_CLEAR_S, spawn_t + 1.0))
         world.scripts.sort(key=lambda s: s.spawn_t)
-        for lane in range(len(self.layout.lanes)):
+        for _lane in self.layout.lanes:
             world.arrivals.append(
                 _poisson_times(rng, traffic.arrivals_per_min, -PREROLL_S, duration_s)
             )
@@ -468,9 +468,8 @@ class _Street:
         for visit in list(world.visits):
             if visit.due_t > t:
                 break
-            # Violators are spaced out so each event is seconds from the next.
-            too_soon = visit.role is Role.ZONE_VIOLATOR and t - self.last_violator_t < 4.0
-            if t - visit.due_t > 5.0 or (not too_soon and self._try_visit(visit, t)):
+            # A visit waits a while for a free slot and a gap at the entry, then is given up.
+            if t - visit.due_t > 12.0 or self._try_visit(visit, t):
                 world.visits.remove(visit)
 
     def _try_visit(self, visit: _Visit, t: float) -> bool:
