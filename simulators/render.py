@@ -129,7 +129,10 @@ class Renderer:
             _draw_intersection(img, self.canvas, self.layout)
         else:
             _draw_street(img, self.canvas, self.layout)
-        texture = np.random.default_rng(self.seed).normal(0, 4, (height, width, 1))
+        # Low-frequency mottling looks like worn asphalt; per-pixel noise would look the same
+        # at a glance but make every JPEG of the background twice as costly to encode.
+        coarse = np.random.default_rng(self.seed).normal(0, 5, (height // 8 + 1, width // 8 + 1))
+        texture = cv2.resize(coarse.astype(np.float32), (width, height))[:, :, None]
         img = np.clip(img * np.array(self.light) + texture, 0, 255).astype(np.uint8)
         if self.variant == "night":
             img = _add_street_lamps(img, self.canvas, self.layout)
