@@ -40,7 +40,7 @@ class SelectiveBackground:
         learn_s: float = 3.0,
         absorb_s: float = 12.0,
         warmup_s: float = 1.0,
-        min_threshold: float = 14.0,
+        min_threshold: float = 10.0,
         noise_factor: float = 4.0,
     ) -> None:
         self._alpha_learn = min(1.0, 1.0 / (fps * learn_s))
@@ -84,6 +84,7 @@ class SelectiveBackground:
         low = cv2.erode(background, _KERNEL_3) + (offset - self.threshold)
         high = cv2.dilate(background, _KERNEL_3) + (offset + self.threshold)
         raw = ((frame < low) | (frame > high)).astype(np.uint8) * 255
-        # Opening drops isolated noise pixels; closing joins a vehicle's roof, windows and body.
-        opened = cv2.morphologyEx(raw, cv2.MORPH_OPEN, _KERNEL_3)
-        return np.asarray(cv2.morphologyEx(opened, cv2.MORPH_CLOSE, _KERNEL_3, iterations=2))
+        # Closing first joins a low-contrast vehicle's windows, lamps and shadow into one
+        # region; opening then drops what is left of isolated noise pixels.
+        closed = cv2.morphologyEx(raw, cv2.MORPH_CLOSE, _KERNEL_3, iterations=2)
+        return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, _KERNEL_3))

@@ -1,12 +1,9 @@
 """Multi-object tracking of vehicle blobs with stable ids through stops and occlusions.
 
-Greedy IoU association against constant-velocity predictions. Two refinements keep one id
-per vehicle, and so one event per vehicle:
-
-* a blob that covers two or more established tracks (vehicles side by side, or a car passing
-  in front of a parked one) is not given to either; each coasts on its prediction;
-* a stationary track does not take a blob much larger than itself (an occluder merged into
-  it), so a parked car's position, and its dwell clock, survive passing traffic.
+Greedy IoU association against constant-velocity predictions. A blob that covers two or more
+established tracks (vehicles side by side, or a car passing in front of a parked one) is not
+given to either: each coasts on its prediction, so both keep their ids (and a parked car its
+position and dwell clock) until the blobs part again.
 
 Each track also knows whether it has ever *moved*: a vehicle drives in, whereas a ghost of
 the first frame or a shadow never travels. Rules and the background freeze use only tracks
@@ -34,7 +31,6 @@ class TrackerSettings:
     stationary_window_s: float = 1.0
     stationary_tol_px: float = 2.5
     moved_px: float = 12.0
-    occluder_area_ratio: float = 1.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,10 +127,7 @@ class Tracker:
             track = by_id[track_id]
             unmatched.discard(i)
             updated.add(track_id)
-            if track.stationary and _is_occluder(track.box, boxes[i], self._settings):
-                self._coast(track, track.box, frame=frame)
-            else:
-                self._observe(track, boxes[i], frame=frame, ts_ms=ts_ms)
+            self._observe(track, boxes[i], frame=frame, ts_ms=ts_ms)
 
         for track in self._tracks:
             if track.track_id not in updated:
@@ -218,8 +211,3 @@ def _match_score(predicted: BoxXYWH, box: BoxXYWH) -> float:
     gate = max(predicted[2], predicted[3])
     distance = _distance(box_centre(predicted), box_centre(box))
     return 1.0 - distance / gate if distance < gate else 0.0
-
-
-def _is_occluder(track_box: BoxXYWH, box: BoxXYWH, settings: TrackerSettings) -> bool:
-    grown = box[2] * box[3] > settings.occluder_area_ratio * track_box[2] * track_box[3]
-    return grown and _covered_fraction(track_box, box) > 0.6
