@@ -65,6 +65,7 @@ class DispatcherSettings:
     """Everything a dispatcher process needs, resolved from the CLI and config files."""
 
     bootstrap_servers: str
+    source_partitions: int
     config: DispatchConfig
     catalogue: Catalogue
     app_id: str = "citybrain-dispatcher"
@@ -254,7 +255,7 @@ def build_app(
 ) -> faust.App:
     """Wire topics, tables, the agent, the prune timer and ``/metrics`` into a faust app."""
     config = settings.config
-    partitions = config.topics.violations.partitions
+    partitions = settings.source_partitions
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
@@ -264,7 +265,9 @@ def build_app(
         topic_partitions=partitions,
         producer_acks=-1,
         consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
+        broker_commit_interval=config.consumer.commit_interval_s,
+        broker_session_timeout=config.consumer.session_timeout_s,
+        broker_heartbeat_interval=config.consumer.heartbeat_interval_s,
         # A dead letter may be as big as the largest accepted message.
         producer_max_request_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
         consumer_max_fetch_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,

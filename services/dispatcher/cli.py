@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -10,14 +11,15 @@ import typer
 from prometheus_client import CollectorRegistry
 from rich.console import Console
 
-from services.common.bus import BusError, open_bus
-from services.common.bus.kafka import MAX_MESSAGE_BYTES
+from services.common.bus import BusError
+from services.common.bus.kafka import MAX_MESSAGE_BYTES, KafkaBus
 from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.events import VIOLATIONS_TOPIC
 from services.common.queue import open_queue
 from services.dispatcher.config import DEFAULT_DISPATCH_PATH, DispatchConfig, load_dispatch_config
 
+log = logging.getLogger(__name__)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -33,8 +35,11 @@ def _kafka_servers(bus_url: str) -> str:
     return parts.netloc
 
 
-def _ensure_topics(bus_url: str, *, topic: str, dlq_topic: str, config: DispatchConfig) -> None:
-    bus = open_bus(bus_url)
+def _ensure_topics(
+    bootstrap_servers: str, *, topic: str, dlq_topic: str, config: DispatchConfig
+) -> int:
+    """Create the source and dead-letter topics if needed; returns the source's partitions."""
+    bus = KafkaBus(bootstrap_servers=bootstrap_servers, client_id="citybrain-dispatcher")
     try:
         bus.ensure_topics(
             [
@@ -45,10 +50,22 @@ def _ensure_topics(bus_url: str, *, topic: str, dlq_topic: str, config: Dispatch
                 config.topics.dead_letters.spec(dlq_topic, max_message_bytes=MAX_MESSAGE_BYTES),
             ]
         )
+        partitions = bus.partition_count(topic)
     except BusError as exc:
         raise _fail(str(exc)) from None
     finally:
         bus.close()
+    if partitions != config.topics.violations.partitions:
+        # A topic that existed before (or was auto-created by a producer) keeps its count,
+        # and the tables' changelogs must follow it.
+        log.warning(
+            "topic %s has %d partitions, not the configured %d; using %d",
+            topic,
+            partitions,
+            config.topics.violations.partitions,
+            partitions,
+        )
+    return partitions
 
 
 def dispatch(
@@ -88,16 +105,20 @@ def dispatch(
         catalogue = load_catalogue(catalogue_path)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    bootstrap_servers = _kafka_servers(bus)
+    dlq_topic = f"{topic}.dlq"
     settings = DispatcherSettings(
-        bootstrap_servers=_kafka_servers(bus),
+        bootstrap_servers=bootstrap_servers,
+        source_partitions=_ensure_topics(
+            bootstrap_servers, topic=topic, dlq_topic=dlq_topic, config=config
+        ),
         config=config,
         catalogue=catalogue,
         app_id=group,
         topic=topic,
-        dlq_topic=f"{topic}.dlq",
+        dlq_topic=dlq_topic,
         web_port=metrics_port,
     )
-    _ensure_topics(bus, topic=topic, dlq_topic=settings.dlq_topic, config=config)
     app = build_app(
         settings, queue=open_queue(queue, prefix=queue_prefix), registry=CollectorRegistry()
     )

@@ -103,6 +103,28 @@ class RetrySettings(_Strict):
         return self
 
 
+class ConsumerSettings(_Strict):
+    session_timeout_s: float = Field(
+        default=10,
+        ge=6,
+        le=300,
+        description=(
+            "a crashed worker's partitions move to the others after this long; the broker's "
+            "group.min.session.timeout.ms (6 s) is the floor"
+        ),
+    )
+    heartbeat_interval_s: float = Field(default=3, gt=0, le=100)
+    commit_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="how often acked offsets are committed"
+    )
+
+    @model_validator(mode="after")
+    def verify_heartbeat_under_session(self) -> Self:
+        if self.heartbeat_interval_s * 2 > self.session_timeout_s:
+            raise ValueError("heartbeat_interval_s must be at most half of session_timeout_s")
+        return self
+
+
 class TopicSettings(_Strict):
     partitions: int = Field(ge=1, le=1_000, description="fixed once the topic exists")
     retention_hours: float = Field(gt=0, le=24 * 365)
@@ -141,6 +163,7 @@ class DispatchConfig(_Strict):
     grouping: GroupingSettings = Field(default_factory=GroupingSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     redis_retry: RetrySettings = Field(default_factory=RetrySettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     topics: TopicsSettings = Field(default_factory=TopicsSettings)
     dedup_horizon_s: float = Field(
         default=3_600,

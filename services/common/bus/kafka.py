@@ -77,6 +77,19 @@ class KafkaBus:
         finally:
             admin.close()
 
+    def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has; 0 if it does not exist."""
+        try:
+            consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap_servers, client_id=self._client_id
+            )
+        except KafkaError as exc:
+            raise BusError(f"cannot reach Kafka at {self.bootstrap_servers}: {exc}") from exc
+        try:
+            return len(consumer.partitions_for_topic(topic) or ())
+        finally:
+            consumer.close()
+
     def publish(
         self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
     ) -> None:
