@@ -9,11 +9,11 @@ violations, each once, and the dead-letter topic exactly the malformed messages.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import random
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -199,34 +199,41 @@ def _wait_until(
     pytest.fail(f"timed out after {timeout_s}s waiting for {what}\n{logs()}")
 
 
+def _publish(
+    bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], rate: float | None
+) -> None:
+    bus = KafkaBus(bootstrap_servers=bootstrap, client_id="it-publisher")
+    started = time.monotonic()
+    for sent, (key, value) in enumerate(messages, start=1):
+        bus.publish(topic, value, key=key)
+        if rate is not None:
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    bus.flush(timeout_s=180)
+    bus.close()
+
+
 class Publisher:
-    """Publishes a workload from a thread, at ``rate`` messages/s (None: as fast as possible)."""
+    """Publishes a workload at ``rate`` messages/s (None: as fast as it can).
+
+    It runs in a child process: kafka-python leaks the sockets of connection attempts made
+    while the broker is down, and the test process would report them as unraisable.
+    """
 
     def __init__(self, bootstrap: str, topic: str, workload: Workload, rate: float | None) -> None:
-        self._bus = KafkaBus(bootstrap_servers=bootstrap, client_id="it-publisher")
-        self._topic, self._workload, self._rate = topic, workload, rate
-        self.sent = 0
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        started = time.monotonic()
-        for key, value in self._workload.messages:
-            self._bus.publish(self._topic, value, key=key)
-            self.sent += 1
-            if self._rate is not None:
-                ahead = self.sent / self._rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-        self._bus.flush(timeout_s=180)
-        self._bus.close()
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_publish, args=(bootstrap, topic, workload.messages, rate), daemon=True
+        )
 
     def start(self) -> Publisher:
-        self._thread.start()
+        self._process.start()
         return self
 
     def join(self, timeout_s: float) -> None:
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), "publisher did not finish"
+        self._process.join(timeout_s)
+        assert self._process.exitcode == 0, "publisher did not finish"
+        self._process.close()
 
 
 @pytest.fixture
