@@ -96,6 +96,7 @@ class Dispatcher:
     redis_url: str
     name: str
     log_dir: Path
+    topic: str = ""
     port: int = field(default_factory=_free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -110,7 +111,7 @@ class Dispatcher:
                     "dispatch",
                     f"--bus=kafka://{self.bootstrap}",
                     f"--queue={self.redis_url}",
-                    f"--topic={self.name}",
+                    f"--topic={self.topic or self.name}",
                     f"--group={self.name}",
                     f"--queue-prefix={self.name}",
                     f"--metrics-port={self.port}",
@@ -406,3 +407,52 @@ def test_kafka_restart_mid_stream(
     unique_name: str,
 ) -> None:
     _outage_mid_stream(kafka_ctl, dispatcher, probe, kafka_bootstrap, unique_name)
+
+
+VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not VTEST.is_file(), reason="needs apt's opencv-doc (vtest.avi)")
+def test_replayed_violations_reach_the_feed(
+    dispatcher: Dispatcher, kafka_bootstrap: str, redis_url: str, unique_name: str, tmp_path: Path
+) -> None:
+    events_path = tmp_path / "events.jsonl"
+    subprocess.run(
+        [
+            CITYBRAIN,
+            "replay",
+            str(VTEST),
+            f"--scene={ROOT / 'tests' / 'data' / 'vtest-scene.yaml'}",
+            f"--events={events_path}",
+            f"--bus=kafka://{kafka_bootstrap}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    replayed = {json.loads(line)["violation_id"] for line in events_path.read_text().splitlines()}
+    assert replayed, "the replay found no violations to dispatch"
+    # replay publishes to the shared `violations` topic; this test's group reads all of it.
+    dispatcher.topic = "violations"
+    dispatcher.start()
+
+    def feed() -> list[dict[str, object]]:
+        out = subprocess.run(
+            [CITYBRAIN, "feed", f"--queue={redis_url}", f"--queue-prefix={unique_name}", "--json"],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    _wait_until(
+        lambda: replayed <= {e["violation_id"] for e in feed()},
+        timeout_s=120,
+        what="the replayed violations in the feed",
+        logs=dispatcher.logs,
+    )
+    entries = [e for e in feed() if e["violation_id"] in replayed]
+    assert len(entries) == len(replayed)
+    assert all(e["status"] == "new" and "dispatched_ts_ms" in e for e in entries)
