@@ -52,7 +52,12 @@ class RedLightRule:
     def observe(self, track: Track, *, frame: int, ts_ms: int) -> None:
         """Record the track's first forward crossing of the line, if it crosses now."""
         start = track.previous_centre
-        if start is None or not track.established or track.track_id in self._crossed:
+        if (
+            start is None
+            or track.coasting
+            or not track.established
+            or track.track_id in self._crossed
+        ):
             return
         end = track.centre
         fraction = crossing_fraction(

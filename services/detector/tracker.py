@@ -5,9 +5,14 @@ established tracks (vehicles side by side, or a car passing in front of a parked
 given to either: each coasts on its prediction, so both keep their ids (and a parked car its
 position and dwell clock) until the blobs part again.
 
-Each track also knows whether it has ever *moved*: a vehicle drives in, whereas a ghost of
-the first frame or a shadow never travels. Rules and the background freeze use only tracks
-that have moved.
+Each track also knows whether it has *moved* (or arrived): a vehicle drives in, whereas a
+ghost of the first frames never travels. A blob first seen after the start-up seconds counts
+as arrived, since later on the background never learns a vehicle that could leave a ghost.
+Rules and the background freeze use only tracks that have moved.
+
+A standing track holds the box it stopped with until observations sit well away from it for
+a few frames running, so a flickering mask neither moves it nor restarts its dwell clock. The
+rules see only observed moves: a move coasted through a merge is a guess.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from services.detector.geometry import BoxXYWH, PointXY, box_centre, box_interse
 # Observations before a track may claim a shared blob or count as a vehicle: one-frame noise
 # blobs never get there.
 MIN_HITS = 3
+# Consecutive observations away from where a standing track stopped before it counts as moving.
+LEAVE_FRAMES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,7 @@ class TrackerSettings:
     stationary_window_s: float = 1.0
     stationary_tol_px: float = 2.5
     moved_px: float = 12.0
+    startup_s: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +60,16 @@ class Track:
     hits: int = 1
     misses: int = 0
     moved: bool = False
+    # The centre at the last and the one before the last real observation: coasting through a
+    # merge is a guess, and a rule must not see a guessed move as a crossing.
     previous_centre: PointXY | None = None
+    observed_centre: PointXY | None = None
+    coasting: bool = False
     # Set while the vehicle stands still: where, and since when (the first still sample).
     anchor: PointXY | None = None
     still_since_frame: int = 0
     still_since_ts_ms: int = 0
+    departing: int = 0
     samples: deque[_Sample] = field(default_factory=deque)
 
     @property
@@ -88,6 +101,8 @@ class Tracker:
         self._window_ms = self._settings.stationary_window_s * 1000.0
         self._tracks: list[Track] = []
         self._next_id = 1
+        self._first_frame: int | None = None
+        self._startup_frames = round(fps * self._settings.startup_s)
 
     @property
     def tracks(self) -> list[Track]:
@@ -95,6 +110,8 @@ class Tracker:
 
     def update(self, boxes: list[BoxXYWH], *, frame: int, ts_ms: int) -> list[Track]:
         """Associate this frame's blobs; returns the tracks that are still alive."""
+        if self._first_frame is None:
+            self._first_frame = frame
         unmatched = set(range(len(boxes)))
         updated: set[int] = set()
         predictions = {t.track_id: t.predicted(frame) for t in self._tracks}
@@ -137,19 +154,29 @@ class Tracker:
 
         for i in sorted(unmatched):
             if not any(_covered_fraction(boxes[i], t.box) > 0.5 for t in self._tracks):
-                self._start(boxes[i], frame=frame, ts_ms=ts_ms)
+                self._start(boxes[i], frame=frame, ts_ms=ts_ms, moved=self._arrived(frame))
         return list(self._tracks)
 
-    def _start(self, box: BoxXYWH, *, frame: int, ts_ms: int) -> None:
+    def _arrived(self, frame: int) -> bool:
+        """Whether a blob first seen at ``frame`` came into the scene rather than being left
+        over from the start.
+
+        Only the first frames can leave a ghost: from then on the background never learns
+        where a vehicle stands. A vehicle that shows up later arrived, even if its track did
+        not see it travel (it drove in merged with another vehicle's blob, then parted).
+        """
+        return frame - (self._first_frame or 0) > self._startup_frames
+
+    def _start(self, box: BoxXYWH, *, frame: int, ts_ms: int, moved: bool) -> None:
         centre = box_centre(box)
-        track = Track(track_id=self._next_id, box=box, origin=centre, last_frame=frame)
+        track = Track(track_id=self._next_id, box=box, origin=centre, last_frame=frame, moved=moved)
         track.samples.append(_Sample(frame=frame, ts_ms=ts_ms, centre=centre))
         self._next_id += 1
         self._tracks.append(track)
 
     def _coast(self, track: Track, box: BoxXYWH, *, frame: int, missed: bool = False) -> None:
         """Move the track along its prediction without evidence from this frame."""
-        track.previous_centre = track.centre
+        track.coasting = True
         track.box = box
         track.last_frame = frame
         if not missed:
@@ -157,10 +184,18 @@ class Tracker:
 
     def _observe(self, track: Track, box: BoxXYWH, *, frame: int, ts_ms: int) -> None:
         settings = self._settings
+        if self._holds_still(track, box):
+            # A standing vehicle keeps the box it stopped with: its blob flickers as fragments
+            # join and part (a faint body, a car passing close), but the vehicle has not moved.
+            self._coast(track, track.box, frame=frame)
+            self._observed(track)
+            track.velocity = (0.0, 0.0)
+            track.hits += 1
+            return
         previous = track.centre
         steps = max(frame - track.last_frame, 1)
-        track.previous_centre = previous
         track.box = box
+        self._observed(track)
         centre = track.centre
         track.velocity = (
             0.5 * track.velocity[0] + 0.5 * (centre[0] - previous[0]) / steps,
@@ -177,13 +212,33 @@ class Tracker:
             track.samples.popleft()
         self._update_stillness(track, centre)
 
+    @staticmethod
+    def _observed(track: Track) -> None:
+        track.coasting = False
+        track.previous_centre = track.observed_centre
+        track.observed_centre = track.centre
+
+    def _holds_still(self, track: Track, box: BoxXYWH) -> bool:
+        """Whether a standing track stays put for this observation.
+
+        Hysteresis: jitter of a standing car must not end its stay (and restart the clock),
+        so only an observation well away from the anchor, several frames running, does.
+        """
+        if track.anchor is None:
+            return False
+        if _distance(box_centre(box), track.anchor) <= 3 * self._settings.stationary_tol_px:
+            track.departing = 0
+            return True
+        track.departing += 1
+        if track.departing < LEAVE_FRAMES:
+            return True
+        track.anchor = None
+        track.departing = 0
+        track.samples.clear()
+        return False
+
     def _update_stillness(self, track: Track, centre: PointXY) -> None:
         tol = self._settings.stationary_tol_px
-        if track.anchor is not None:
-            # Hysteresis: jitter of a standing car must not end its stay (and restart the clock).
-            if _distance(centre, track.anchor) > 3 * tol:
-                track.anchor = None
-            return
         first = track.samples[0]
         if (track.samples[-1].ts_ms - first.ts_ms) < self._window_ms * 0.9:
             return
