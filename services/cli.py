@@ -29,6 +29,7 @@ _COMMAND_MODULES = (
     "services.detector.cli",
     "services.control_center.cli",
     "simulators.cli",
+    "services.embedded",
 )
 
 

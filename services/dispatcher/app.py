@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -33,31 +33,20 @@ from services.common.config.catalogue import Catalogue
 from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
 from services.common.queue import (
     ControlCenterQueue,
-    EntryNotFoundError,
-    PendingEntry,
-    QueueUnavailableError,
 )
 from services.dispatcher.config import DispatchConfig
 from services.dispatcher.core import (
     DeadLetter,
-    Dispatch,
     Dispatcher,
-    Duplicate,
     GroupState,
     Plan,
-    Repeat,
 )
+from services.dispatcher.executor import PlanExecutor, dead_letter_headers
 from services.dispatcher.metrics import DispatcherMetrics, instrument
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Dead-letter headers; the source position makes redelivered dead letters recognisable.
-HEADER_REASON = "reason"
-HEADER_DETAIL = "detail"
-HEADER_SOURCE = "source"
-MAX_DETAIL_BYTES = 1_024
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +94,13 @@ class BatchHandler:
         counters: TableT[str, Any],
     ) -> None:
         self._dispatcher = dispatcher
-        self._queue = queue
+        self._executor = PlanExecutor(
+            queue=queue, metrics=metrics, retry=dispatcher.config.redis_retry
+        )
         self._metrics = metrics
         self._dlq = dlq
         self._groups = groups
         self._counters = counters
-        self._retry = dispatcher.config.redis_retry
         # The newest detection time seen: the clock that expires old group state.
         self.latest_ts_ms = 0
 
@@ -126,8 +116,8 @@ class BatchHandler:
             for event, decision in zip(events, plan.decisions, strict=True)
             if isinstance(decision, DeadLetter)
         ]
-        await self._write_entries(plan)
-        await self._write_repeats(plan)
+        await self._executor.write_entries(plan)
+        await self._executor.write_repeats(plan)
         self._store_state(plan, events)
         # The dead letters must be on the broker before their offsets can be committed.
         await asyncio.gather(*deliveries)
@@ -143,69 +133,12 @@ class BatchHandler:
             decision.reason.value,
             decision.detail[:200],
         )
-        headers = [
-            (HEADER_REASON, decision.reason.value.encode()),
-            (HEADER_DETAIL, decision.detail.encode()[:MAX_DETAIL_BYTES]),
-            (HEADER_SOURCE, f"{message.topic}/{message.partition}/{message.offset}".encode()),
-        ]
+        source = f"{message.topic}/{message.partition}/{message.offset}"
+        headers = list(dead_letter_headers(decision, source=source))
         delivery: Awaitable[Any] = await self._dlq.send(
             key=message.key, value=message.value or b"", headers=headers
         )
         return delivery
-
-    async def _write_entries(self, plan: Plan) -> None:
-        dispatches = [d for d in plan.decisions if isinstance(d, Dispatch)]
-        if not dispatches:
-            return
-        entries: list[PendingEntry] = [d.entry for d in dispatches]
-        results = await self._with_retry(lambda: self._queue.append_many(entries))
-        written_s = time.time()
-        for decision, result in zip(dispatches, results, strict=True):
-            if not result.created:
-                # A redelivery after a crash, or a repeat of an id older than our state.
-                self._metrics.duplicates.inc()
-                continue
-            self._metrics.dispatched.inc()
-            self._metrics.latency.observe(max(0.0, written_s - decision.ts_ms / 1000))
-            if not decision.catalogued:
-                self._metrics.unknown_camera.inc()
-
-    async def _write_repeats(self, plan: Plan) -> None:
-        for decision in plan.decisions:
-            if isinstance(decision, Duplicate):
-                self._metrics.duplicates.inc()
-            elif isinstance(decision, Repeat):
-                await self._record_repeat(decision)
-
-    async def _record_repeat(self, repeat: Repeat) -> None:
-        def record() -> Awaitable[int]:
-            return self._queue.record_repeat(
-                repeat.violation_id, ts_ms=repeat.ts_ms, repeat_id=repeat.repeat_id
-            )
-
-        try:
-            await self._with_retry(record)
-        except EntryNotFoundError:
-            # Only if Redis lost the entry itself (e.g. restored from an older snapshot).
-            log.error("repeat %s: entry %s is gone", repeat.repeat_id, repeat.violation_id)
-            return
-        self._metrics.grouped.inc()
-
-    async def _with_retry(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run ``op`` until Redis takes it, backing off exponentially; never gives up."""
-        backoff_s = self._retry.initial_backoff_s
-        while True:
-            started = time.perf_counter()
-            try:
-                result = await op()
-            except QueueUnavailableError as exc:
-                self._metrics.redis_retries.inc()
-                log.warning("control-center queue unavailable, retry in %.2fs: %s", backoff_s, exc)
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(backoff_s * 2, self._retry.max_backoff_s)
-                continue
-            self._metrics.redis_write.observe(time.perf_counter() - started)
-            return result
 
     def _store_state(self, plan: Plan, events: Sequence[EventT[bytes]]) -> None:
         """Write changed state beside its source message: the same partition number."""
