@@ -79,6 +79,41 @@ class SelectiveBackground:
         cv2.accumulateWeighted(grey, background, self._alpha_absorb, absorb)
         return mask
 
+    def is_ghost(self, grey: GreyImage, mask: Mask, box_xywh: tuple[int, int, int, int]) -> bool:
+        """Whether the foreground in the box is a ghost: the outline of something the
+        background holds but the frame no longer shows.
+
+        A real vehicle's mask is bounded by the vehicle's own edges, which the frame shows
+        and the (road) background does not; a ghost's mask is bounded by edges that only the
+        background has. Comparing edge strength along the mask's boundary tells them apart,
+        even over painted road, whose edges both images share.
+        """
+        if self._background is None:
+            return False
+        x, y, w, h = box_xywh
+        region = mask[y : y + h, x : x + w]
+        if region.size == 0:
+            return False
+        boundary = cv2.subtract(region, cv2.erode(region, _KERNEL_3)) > 0
+        if int(boundary.sum()) < 8:
+            return False
+        frame_edges = cv2.morphologyEx(grey[y : y + h, x : x + w], cv2.MORPH_GRADIENT, _KERNEL_3)
+        background_edges = cv2.morphologyEx(
+            self._background[y : y + h, x : x + w], cv2.MORPH_GRADIENT, _KERNEL_3
+        )
+        frame_strength = float(frame_edges[boundary].mean())
+        background_strength = float(background_edges[boundary].mean())
+        return (
+            background_strength > 2 * self.threshold and frame_strength < 0.5 * background_strength
+        )
+
+    def relearn(self, grey: GreyImage, box_xywh: tuple[int, int, int, int]) -> None:
+        """Take the frame as the background inside the box (where a ghost was)."""
+        if self._background is None:
+            return
+        x, y, w, h = box_xywh
+        self._background[y : y + h, x : x + w] = grey[y : y + h, x : x + w]
+
     def _foreground(self, grey: GreyImage, background: npt.NDArray[np.float32]) -> Mask:
         frame = grey.astype(np.float32)
         sample_frame = frame[::4, ::4]

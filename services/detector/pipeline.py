@@ -39,6 +39,9 @@ from services.detector.signal import (
 )
 from services.detector.tracker import Track, Tracker, TrackerSettings
 
+# A standing track must look like a ghost this many frames running before it is dropped.
+GHOST_FRAMES = 5
+
 
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
@@ -129,6 +132,8 @@ class DetectorPipeline:
         # Red-light events wait for the light to be decided; keep their frames for evidence.
         self._recent: deque[Frame] = deque(maxlen=self._settings.confirm_frames + 2)
         self._min_area_px = 1
+        # Consecutive frames each standing track has looked like a ghost.
+        self._ghost_frames: dict[int, int] = {}
 
     @property
     def signal_state(self) -> LightState:
@@ -158,6 +163,7 @@ class DetectorPipeline:
 
         with self._observer.stage("track"):
             tracks = tracker.update(blobs, frame=frame.index, ts_ms=frame.ts_ms)
+            tracks = self._release_ghosts(grey, mask, tracks)
 
         with self._observer.stage("rules"):
             hits = self._apply_rules(geometry, tracks, frame)
@@ -199,6 +205,37 @@ class DetectorPipeline:
         change = self._signal.update(frame=index, reading=reading)
         if change is not None:
             self._observer.signal_changed(change.state)
+
+    def _release_ghosts(self, grey: GreyImage, mask: GreyImage, tracks: list[Track]) -> list[Track]:
+        """Drop standing tracks that hold a ghost, and let the road back into the background.
+
+        A vehicle that stood in the first frames is learnt as background; when it drives off,
+        the road it uncovers is foreground, and a track standing on that ghost would freeze
+        it there for good (and swallow every vehicle that passes through it).
+        """
+        assert self._tracker is not None
+        height, width = mask.shape
+        kept: list[Track] = []
+        for track in tracks:
+            if not track.stationary:
+                self._ghost_frames.pop(track.track_id, None)
+                kept.append(track)
+                continue
+            x, y, w, h = (round(v) for v in track.box)
+            box = (max(x, 0), max(y, 0), min(w, width - max(x, 0)), min(h, height - max(y, 0)))
+            if not self._background.is_ghost(grey, mask, box):
+                self._ghost_frames.pop(track.track_id, None)
+                kept.append(track)
+                continue
+            count = self._ghost_frames.get(track.track_id, 0) + 1
+            self._ghost_frames[track.track_id] = count
+            if count < GHOST_FRAMES:
+                kept.append(track)
+                continue
+            del self._ghost_frames[track.track_id]
+            self._background.relearn(grey, box)
+            self._tracker.drop(track.track_id)
+        return kept
 
     def _frozen_mask(self, grey: GreyImage) -> GreyImage | None:
         tracks = [t for t in self.tracks if t.established]

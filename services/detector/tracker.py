@@ -56,6 +56,8 @@ class Track:
     box: BoxXYWH
     origin: PointXY
     last_frame: int
+    # The vehicle's size as seen in whole (not rejoined) blobs, smoothed.
+    size_wh: tuple[float, float]
     velocity: PointXY = (0.0, 0.0)
     hits: int = 1
     misses: int = 0
@@ -112,9 +114,10 @@ class Tracker:
         """Associate this frame's blobs; returns the tracks that are still alive."""
         if self._first_frame is None:
             self._first_frame = frame
+        predictions = {t.track_id: t.predicted(frame) for t in self._tracks}
+        boxes, joined = self._join_fragments(boxes, predictions)
         unmatched = set(range(len(boxes)))
         updated: set[int] = set()
-        predictions = {t.track_id: t.predicted(frame) for t in self._tracks}
 
         for i in sorted(unmatched):
             covered = [
@@ -144,7 +147,7 @@ class Tracker:
             track = by_id[track_id]
             unmatched.discard(i)
             updated.add(track_id)
-            self._observe(track, boxes[i], frame=frame, ts_ms=ts_ms)
+            self._observe(track, boxes[i], frame=frame, ts_ms=ts_ms, whole=i not in joined)
 
         for track in self._tracks:
             if track.track_id not in updated:
@@ -156,6 +159,50 @@ class Tracker:
             if not any(_covered_fraction(boxes[i], t.box) > 0.5 for t in self._tracks):
                 self._start(boxes[i], frame=frame, ts_ms=ts_ms, moved=self._arrived(frame))
         return list(self._tracks)
+
+    def drop(self, track_id: int) -> None:
+        """Forget a track (one that turned out to be no vehicle)."""
+        self._tracks = [t for t in self._tracks if t.track_id != track_id]
+
+    def _join_fragments(
+        self, boxes: list[BoxXYWH], predictions: dict[int, BoxXYWH]
+    ) -> tuple[list[BoxXYWH], set[int]]:
+        """Reunite the pieces of one moving vehicle whose mask broke apart.
+
+        A vehicle's mask breaks where it passes over paint of its own grey (the stop line,
+        above all, where a break would hide the crossing). Pieces that lie within one
+        confirmed moving track's prediction, belong to no other track's, and together are
+        no bigger than that track's vehicle was seen whole, become one box again. Returns
+        the boxes and the indices of the joined ones.
+        """
+        confirmed = [t for t in self._tracks if t.hits >= MIN_HITS]
+        joined = list(boxes)
+        made: list[BoxXYWH] = []
+        if len(boxes) < 2 or not confirmed:
+            return joined, set()
+        for track in sorted(confirmed, key=lambda t: -t.hits):
+            if track.stationary:
+                continue
+            pred = predictions[track.track_id]
+            margin = max(2.0, 0.15 * max(pred[2], pred[3]))
+            reach = (pred[0] - margin, pred[1] - margin, pred[2] + 2 * margin, pred[3] + 2 * margin)
+            pieces = [b for b in joined if _covered_fraction(b, reach) > 0.8]
+            if len(pieces) < 2:
+                continue
+            union = _union(pieces)
+            width, height = track.size_wh
+            if union[2] > 1.2 * width + 2 or union[3] > 1.2 * height + 2:
+                continue
+            if any(
+                _covered_fraction(piece, predictions[other.track_id]) > 0.5
+                for piece in pieces
+                for other in confirmed
+                if other is not track
+            ):
+                continue
+            joined = [b for b in joined if b not in pieces] + [union]
+            made.append(union)
+        return joined, {i for i, b in enumerate(joined) if b in made}
 
     def _arrived(self, frame: int) -> bool:
         """Whether a blob first seen at ``frame`` came into the scene rather than being left
@@ -169,7 +216,14 @@ class Tracker:
 
     def _start(self, box: BoxXYWH, *, frame: int, ts_ms: int, moved: bool) -> None:
         centre = box_centre(box)
-        track = Track(track_id=self._next_id, box=box, origin=centre, last_frame=frame, moved=moved)
+        track = Track(
+            track_id=self._next_id,
+            box=box,
+            origin=centre,
+            last_frame=frame,
+            size_wh=(box[2], box[3]),
+            moved=moved,
+        )
         track.samples.append(_Sample(frame=frame, ts_ms=ts_ms, centre=centre))
         self._next_id += 1
         self._tracks.append(track)
@@ -182,8 +236,15 @@ class Tracker:
         if not missed:
             track.misses = 0
 
-    def _observe(self, track: Track, box: BoxXYWH, *, frame: int, ts_ms: int) -> None:
+    def _observe(
+        self, track: Track, box: BoxXYWH, *, frame: int, ts_ms: int, whole: bool = True
+    ) -> None:
         settings = self._settings
+        if whole:
+            track.size_wh = (
+                0.7 * track.size_wh[0] + 0.3 * box[2],
+                0.7 * track.size_wh[1] + 0.3 * box[3],
+            )
         if self._holds_still(track, box):
             # A standing vehicle keeps the box it stopped with: its blob flickers as fragments
             # join and part (a faint body, a car passing close), but the vehicle has not moved.
@@ -256,6 +317,15 @@ def _covered_fraction(inner: BoxXYWH, outer: BoxXYWH) -> float:
     """How much of ``inner``'s area lies inside ``outer``."""
     area = inner[2] * inner[3]
     return box_intersection(inner, outer) / area if area > 0 else 0.0
+
+
+def _union(boxes: list[BoxXYWH]) -> BoxXYWH:
+    """The smallest box holding all of ``boxes``."""
+    x0 = min(b[0] for b in boxes)
+    y0 = min(b[1] for b in boxes)
+    x1 = max(b[0] + b[2] for b in boxes)
+    y1 = max(b[1] + b[3] for b in boxes)
+    return (x0, y0, x1 - x0, y1 - y0)
 
 
 def _match_score(predicted: BoxXYWH, box: BoxXYWH) -> float:
