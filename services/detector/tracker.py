@@ -28,6 +28,8 @@ from services.detector.geometry import BoxXYWH, PointXY, box_centre, box_interse
 MIN_HITS = 3
 # Consecutive observations away from where a standing track stopped before it counts as moving.
 LEAVE_FRAMES = 3
+# Consecutive frames a moving vehicle's box may be completed from a partial blob.
+PARTIAL_FRAMES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,8 @@ class Track:
     still_since_frame: int = 0
     still_since_ts_ms: int = 0
     departing: int = 0
+    # Consecutive observations that showed only part of the (moving) vehicle.
+    partial: int = 0
     samples: deque[_Sample] = field(default_factory=deque)
 
     @property
@@ -240,6 +244,7 @@ class Tracker:
         self, track: Track, box: BoxXYWH, *, frame: int, ts_ms: int, whole: bool = True
     ) -> None:
         settings = self._settings
+        box, whole = self._complete_part(track, box, frame=frame, whole=whole)
         if whole:
             track.size_wh = (
                 0.7 * track.size_wh[0] + 0.3 * box[2],
@@ -272,6 +277,41 @@ class Tracker:
         while track.samples and ts_ms - track.samples[0].ts_ms > self._window_ms:
             track.samples.popleft()
         self._update_stillness(track, centre)
+
+    @staticmethod
+    def _complete_part(
+        track: Track, box: BoxXYWH, *, frame: int, whole: bool
+    ) -> tuple[BoxXYWH, bool]:
+        """The whole vehicle's box for a blob that shows only part of a moving vehicle.
+
+        Over paint of its own grey (a zebra crossing beyond the stop line) part of a vehicle
+        vanishes from the mask, and the centre of what is left lags behind the vehicle or
+        even moves backwards. While the blob is much smaller than the vehicle and lies where
+        the vehicle is expected, the vehicle's box is its predicted one, moved just enough to
+        hold the blob; for a few frames at most, since a vehicle may also really part from
+        one it was merged with. Returns the box and whether the blob showed it whole.
+        """
+        width, height = track.size_wh
+        speed = math.hypot(*track.velocity)
+        if (
+            track.stationary
+            or track.hits < MIN_HITS
+            or speed < 1.0
+            or track.partial >= PARTIAL_FRAMES
+            or (box[2] >= 0.7 * width and box[3] >= 0.7 * height)
+        ):
+            track.partial = 0
+            return box, whole
+        px, py, pw, ph = track.predicted(frame)
+        cx, cy = px + pw / 2, py + ph / 2
+        expected = (cx - width / 2, cy - height / 2, width, height)
+        if _covered_fraction(box, _grown(expected, 2.0)) < 0.8:
+            track.partial = 0
+            return box, whole
+        track.partial += 1
+        x = min(max(expected[0], box[0] + box[2] - width), box[0])
+        y = min(max(expected[1], box[1] + box[3] - height), box[1])
+        return (x, y, width, height), False
 
     @staticmethod
     def _observed(track: Track) -> None:
@@ -317,6 +357,10 @@ def _covered_fraction(inner: BoxXYWH, outer: BoxXYWH) -> float:
     """How much of ``inner``'s area lies inside ``outer``."""
     area = inner[2] * inner[3]
     return box_intersection(inner, outer) / area if area > 0 else 0.0
+
+
+def _grown(box: BoxXYWH, margin: float) -> BoxXYWH:
+    return (box[0] - margin, box[1] - margin, box[2] + 2 * margin, box[3] + 2 * margin)
 
 
 def _union(boxes: list[BoxXYWH]) -> BoxXYWH:
