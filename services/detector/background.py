@@ -52,6 +52,7 @@ class SelectiveBackground:
         self._background: npt.NDArray[np.float32] | None = None
         self._frames_seen = 0
         self.threshold = min_threshold
+        self._gain = 1.0
 
     def apply(self, grey: GreyImage, *, frozen: Mask | None = None) -> Mask:
         """Foreground mask (0/255) for ``grey``, then learn from it.
@@ -74,9 +75,15 @@ class SelectiveBackground:
         # from the inside out.
         near = cv2.dilate(mask, _KERNEL_7)
         learnable = cv2.bitwise_not(near if frozen is None else cv2.bitwise_or(near, frozen))
-        cv2.accumulateWeighted(grey, background, self._alpha_learn, learnable)
+        if self._gain > 1.0:
+            # A saturated pixel says nothing about its level at the model's exposure.
+            learnable[grey >= 254] = 0
+        # The model is kept at its own exposure: what it learns is the frame with the global
+        # gain taken out, so a frozen patch stays right while the exposure drifts.
+        normalised = grey.astype(np.float32) * (1.0 / self._gain)
+        cv2.accumulateWeighted(normalised, background, self._alpha_learn, learnable)
         absorb = near if frozen is None else cv2.bitwise_and(near, cv2.bitwise_not(frozen))
-        cv2.accumulateWeighted(grey, background, self._alpha_absorb, absorb)
+        cv2.accumulateWeighted(normalised, background, self._alpha_absorb, absorb)
         return mask
 
     def is_ghost(self, grey: GreyImage, mask: Mask, box_xywh: tuple[int, int, int, int]) -> bool:
@@ -99,7 +106,7 @@ class SelectiveBackground:
             return False
         frame_edges = cv2.morphologyEx(grey[y : y + h, x : x + w], cv2.MORPH_GRADIENT, _KERNEL_3)
         background_edges = cv2.morphologyEx(
-            self._background[y : y + h, x : x + w], cv2.MORPH_GRADIENT, _KERNEL_3
+            self._background[y : y + h, x : x + w] * self._gain, cv2.MORPH_GRADIENT, _KERNEL_3
         )
         frame_strength = float(frame_edges[boundary].mean())
         background_strength = float(background_edges[boundary].mean())
@@ -112,7 +119,7 @@ class SelectiveBackground:
         if self._background is None:
             return
         x, y, w, h = box_xywh
-        self._background[y : y + h, x : x + w] = grey[y : y + h, x : x + w]
+        self._background[y : y + h, x : x + w] = grey[y : y + h, x : x + w] / self._gain
 
     def _foreground(self, grey: GreyImage, background: npt.NDArray[np.float32]) -> Mask:
         frame = grey.astype(np.float32)
@@ -121,7 +128,9 @@ class SelectiveBackground:
         # Exposure and illumination drift scale the whole picture: the median per-pixel ratio
         # is that gain, and vehicles (a minority of pixels) do not move a median.
         gain = float(np.median((sample_frame + 1.0) / (sample_background + 1.0)))
-        expected = background * gain
+        self._gain = gain
+        # A sensor saturates: under a rising gain, white paint stops at 255, not above.
+        expected = cv2.min(background * gain, 255.0)
         residual = sample_frame - sample_background * gain
         # MAD of the background-like residual estimates sensor noise; vehicles are outliers.
         noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
