@@ -130,7 +130,7 @@ class SelectiveBackground:
         gain = float(np.median((sample_frame + 1.0) / (sample_background + 1.0)))
         self._gain = gain
         # A sensor saturates: under a rising gain, white paint stops at 255, not above.
-        expected = cv2.min(background * gain, 255.0)
+        expected = np.minimum(background * gain, np.float32(255.0))
         residual = sample_frame - sample_background * gain
         # MAD of the background-like residual estimates sensor noise; vehicles are outliers.
         noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
