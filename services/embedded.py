@@ -20,11 +20,11 @@ from typing import Annotated
 
 import typer
 from prometheus_client import CollectorRegistry
-from rich.console import Console
 
 from services.common.bus import Bus, BusMessage, open_bus
 from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, Catalogue, load_catalogue
 from services.common.config.loader import ConfigError
+from services.common.console import CatalogueOption, fail, parse_resolution
 from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
 from services.common.queue import ControlCenterQueue, open_queue
 from services.control_center.http import create_app, start_server
@@ -221,13 +221,6 @@ async def serve(
         bus.close()
 
 
-def _parse_resolution(text: str) -> tuple[int, int]:
-    width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise typer.BadParameter(f"{text!r} is not WIDTHxHEIGHT, e.g. 1280x720")
-    return int(width), int(height)
-
-
 def run_command(
     *,
     bus: Annotated[
@@ -257,9 +250,7 @@ def run_command(
     evidence_dir: Annotated[
         Path, typer.Option(help="Where evidence snapshots are written.")
     ] = Path("evidence"),
-    catalogue: Annotated[
-        Path, typer.Option(help="City/camera catalogue.")
-    ] = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
     dispatch_config: Annotated[
         Path, typer.Option(help="Dispatch rules (priorities, grouping, routing).")
     ] = DEFAULT_DISPATCH_PATH,
@@ -270,7 +261,6 @@ def run_command(
     With no options it needs no Kafka or Redis. Open http://127.0.0.1:8080/ to watch the
     violations arrive; stop with Ctrl-C.
     """
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     try:
         cat = load_catalogue(catalogue)
         config = load_dispatch_config(dispatch_config)
@@ -283,15 +273,13 @@ def run_command(
         settings = RunSettings(
             cameras=cameras,
             variant=variant,
-            resolution_wh=_parse_resolution(resolution),
+            resolution_wh=parse_resolution(resolution),
             segment_s=segment_s,
             evidence_dir=evidence_dir,
         )
         the_bus, the_queue = open_bus(bus), open_queue(queue)
     except (ConfigError, ValueError) as exc:
-        for line in str(exc).splitlines():
-            err.print(f"[red]error[/red] {line}")
-        raise typer.Exit(code=2) from None
+        raise fail(str(exc)) from None
     try:
         asyncio.run(
             serve(
@@ -308,8 +296,7 @@ def run_command(
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
-        err.print(f"[red]error[/red] {host}:{port} is in use; choose another port with --port")
-        raise typer.Exit(code=2) from None
+        raise fail(f"{host}:{port} is in use; choose another port with --port") from None
 
 
 def register(app: typer.Typer) -> None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,9 +15,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from services.common import console
 from services.common.bus import BusError, open_bus
 from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
 from services.common.config.loader import ConfigError
+from services.common.console import CatalogueOption, err, fail, parse_resolution
 from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH
 from simulators.feed import (
     SimulatedCamera,
@@ -29,23 +29,6 @@ from simulators.feed import (
     write_recording,
 )
 from simulators.render import VARIANTS
-
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
-_out = Console(highlight=False, soft_wrap=True)
-_RESOLUTION_RE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
-
-
-def _fail(message: str) -> typer.Exit:
-    for line in message.splitlines():
-        _err.print(f"[red]error[/red] {line}")
-    return typer.Exit(code=2)
-
-
-def _parse_resolution(text: str) -> tuple[int, int]:
-    match = _RESOLUTION_RE.match(text)
-    if match is None or not (16 <= int(match[1]) <= 7680 and 16 <= int(match[2]) <= 4320):
-        raise _fail(f"--resolution {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720")
-    return int(match[1]), int(match[2])
 
 
 # Typer maps each parameter to an option, so a command's signature is its whole interface.
@@ -78,20 +61,18 @@ def simulate(  # noqa: PLR0917
     faults: Annotated[
         bool, typer.Option(help="Drop or corrupt about 2% of frames (marked in the truth).")
     ] = False,
-    catalogue: Annotated[
-        Path, typer.Option(help="City/camera catalogue.")
-    ] = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
     config: Annotated[
         Path, typer.Option(help="Simulator traffic settings.")
     ] = DEFAULT_SIMULATOR_CONFIG_PATH,
 ) -> None:
     if (camera is None) == (not all_cameras):
-        raise _fail("give exactly one of --camera ID or --all")
+        raise fail("give exactly one of --camera ID or --all")
     if (out is None) == (to is None):
-        raise _fail("give exactly one of --out DIR or --to kafka://HOST:PORT")
+        raise fail("give exactly one of --out DIR or --to kafka://HOST:PORT")
     if variant not in VARIANTS:
-        raise _fail(f"--variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-    resolution_wh = _parse_resolution(resolution)
+        raise fail(f"--variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    resolution_wh = parse_resolution(resolution)
     try:
         camera_ids = load_catalogue(catalogue).camera_ids() if all_cameras else [camera or ""]
         cameras = [
@@ -108,7 +89,7 @@ def simulate(  # noqa: PLR0917
             for camera_id in camera_ids
         ]
     except (UnknownCameraError, ConfigError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if out is not None:
         _record(cameras, out, per_camera=all_cameras)
     else:
@@ -121,7 +102,7 @@ def _progress() -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=_err,
+        console=err,
     )
 
 
@@ -137,17 +118,17 @@ def _record(cameras: list[SimulatedCamera], out: Path, *, per_camera: bool) -> N
             try:
                 write_recording(cam, target, on_frame=advance)
             except OSError as exc:
-                raise _fail(f"{target}: {exc}") from None
+                raise fail(f"{target}: {exc}") from None
     for cam, target in zip(cameras, targets, strict=True):
         kinds = ", ".join(f"{v.type.value}@{v.frame}" for v in cam.truth) or "none"
-        _out.print(f"[green]ok[/green] {target}: {cam.n_frames} frames, violations: {kinds}")
+        console.out.print(f"[green]ok[/green] {target}: {cam.n_frames} frames, violations: {kinds}")
 
 
 def _stream(cameras: list[SimulatedCamera], url: str, *, realtime: bool) -> None:
     try:
         bus = open_bus(url)
     except ValueError as exc:
-        raise _fail(f"--to: {exc}") from None
+        raise fail(f"--to: {exc}") from None
     total = sum(cam.n_frames for cam in cameras)
     try:
         with _progress() as progress:
@@ -156,11 +137,11 @@ def _stream(cameras: list[SimulatedCamera], url: str, *, realtime: bool) -> None
                 bus, cameras, realtime=realtime, on_frame=lambda _f: progress.advance(task)
             )
     except BusError as exc:
-        _err.print(f"[red]error[/red] {exc}")
+        err.print(f"[red]error[/red] {exc}")
         raise typer.Exit(code=1) from None
     finally:
         bus.close()
-    _out.print(f"[green]ok[/green] published {count} frames to {url}")
+    console.out.print(f"[green]ok[/green] published {count} frames to {url}")
 
 
 _HELP = (

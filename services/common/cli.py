@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from services.common.config.check import check_file
 from services.common.config.loader import ConfigError
+from services.common.console import err, out
 
 config_app = typer.Typer(help="Validate citybrain config files.", no_args_is_help=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
-_out = Console(highlight=False, soft_wrap=True)
 
 
 @config_app.command("check")
@@ -31,9 +29,9 @@ def check(
         except ConfigError as exc:
             failed = True
             for line in str(exc).splitlines():
-                _err.print(f"[red]error[/red] {line}")
+                err.print(f"[red]error[/red] {line}")
             continue
-        _out.print(f"[green]ok[/green] {path} ({type(model).__name__})")
+        out.print(f"[green]ok[/green] {path} ({type(model).__name__})")
     if failed:
         raise typer.Exit(code=2)
 

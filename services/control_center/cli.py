@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from services.common.console import fail, out
 from services.common.queue import (
     ControlCenterQueue,
     EntryNotFoundError,
@@ -33,18 +33,11 @@ FOLLOW_BLOCK_MS = 1_000
 
 T = TypeVar("T")
 
-_out = Console(highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 QueueOption = Annotated[
     str, typer.Option("--queue", help="redis://HOST:PORT (optionally /DB) or memory://")
 ]
 PrefixOption = Annotated[str, typer.Option("--queue-prefix", help="Redis key prefix")]
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[red]error[/red] {escape(message)}")
-    return typer.Exit(code=2)
 
 
 def _run(url: str, prefix: str, action: Callable[[ControlCenterQueue], Awaitable[T]]) -> T:
@@ -60,9 +53,9 @@ def _run(url: str, prefix: str, action: Callable[[ControlCenterQueue], Awaitable
     try:
         return asyncio.run(main())
     except QueueUnavailableError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except EntryNotFoundError as exc:
-        raise _fail(f"no entry with violation id {exc.args[0]!r}") from None
+        raise fail(f"no entry with violation id {exc.args[0]!r}") from None
 
 
 def _line(entry: QueueEntry) -> str:
@@ -82,7 +75,7 @@ def _print(entry: QueueEntry, *, as_json: bool) -> None:
         # Plain print: rich would wrap or restyle a long JSON line.
         print(json.dumps(entry.to_feed_dict(), ensure_ascii=False), flush=True)
     else:
-        _out.print(_line(entry))
+        out.print(_line(entry))
 
 
 async def _feed(
@@ -139,7 +132,7 @@ def status(
             violation_id, new_status, by=by, ts_ms=int(time.time() * 1000), note=note
         ),
     )
-    _out.print(_line(entry))
+    out.print(_line(entry))
 
 
 def history(

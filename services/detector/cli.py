@@ -12,13 +12,13 @@ from typing import Annotated
 import cv2
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.common.bus import open_bus
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.scene import SceneConfig
+from services.common.console import err, fail, out
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
@@ -39,21 +39,12 @@ from services.detector.worker import (
     jsonl_sink,
 )
 
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
-_out = Console(highlight=False, soft_wrap=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    for line in message.splitlines():
-        _err.print(f"[red]error[/red] {line}")
-    return typer.Exit(code=2)
-
 
 def _load_scene(path: Path) -> SceneConfig:
     try:
         return load_model(SceneConfig, path)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
 
 
 def replay_command(
@@ -86,7 +77,7 @@ def replay_command(
             start_ts_ms=start_ts_ms,
         )
     except VideoOpenError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     bus = open_bus(bus_url) if bus_url else None
     events_path.parent.mkdir(parents=True, exist_ok=True)
     with events_path.open("w", encoding="utf-8") as handle, _progress() as progress:
@@ -105,12 +96,12 @@ def replay_command(
         bus.flush()
         bus.close()
     stats = summary.stats
-    _out.print(
+    out.print(
         f"frames read: {stats.frames_read}  processed: {stats.frames_processed}  "
         f"dropped: {stats.frames_dropped} {dict(stats.dropped) or ''}".rstrip()
     )
-    _out.print(f"fps: {summary.fps:.1f} ({summary.seconds:.2f} s)")
-    _out.print(f"events: {sum(stats.events.values())} {dict(stats.events)} -> {events_path}")
+    out.print(f"fps: {summary.fps:.1f} ({summary.seconds:.2f} s)")
+    out.print(f"events: {sum(stats.events.values())} {dict(stats.events)} -> {events_path}")
 
 
 def _progress() -> Progress:
@@ -120,7 +111,7 @@ def _progress() -> Progress:
         MofNCompleteColumn(),
         TextColumn("frames"),
         TimeElapsedColumn(),
-        console=_err,
+        console=err,
     )
 
 
@@ -166,17 +157,17 @@ def detect_command(
             feeds.append(sim)
         elif spec.startswith("video:"):
             if scene_path is None:
-                raise _fail("--scene is required with a video: source")
+                raise fail("--scene is required with a video: source")
             scene = scenes.setdefault(_load_scene(scene_path).camera_id, _load_scene(scene_path))
             path = Path(spec[6:])
             try:
                 feeds.append(VideoFileSource(path, camera_id=scene.camera_id, fps=scene.fps))
             except VideoOpenError as exc:
-                raise _fail(str(exc)) from None
+                raise fail(str(exc)) from None
         elif spec.startswith("kafka://"):
             feeds.append(KafkaFrameSource(open_bus(spec), group_id=group_id, stop=stop))
         else:
-            raise _fail(f"--source {spec!r}: expected sim:CAMERA, video:PATH or kafka://HOST:PORT")
+            raise fail(f"--source {spec!r}: expected sim:CAMERA, video:PATH or kafka://HOST:PORT")
 
     registry = CollectorRegistry()
     if metrics_port:
@@ -197,7 +188,7 @@ def detect_command(
     bus.flush()
     bus.close()
     stats = worker.stats
-    _out.print(
+    out.print(
         f"frames read: {stats.frames_read}  processed: {stats.frames_processed}  "
         f"dropped: {stats.frames_dropped}  events: {dict(stats.events)}"
     )
@@ -220,10 +211,10 @@ def eval_command(
         truth, truth_fps = load_truth(truth_path)
         detected = load_events(events_path)
     except (OSError, ValueError, KeyError) as exc:
-        raise _fail(f"{exc}") from None
+        raise fail(f"{exc}") from None
     scores = evaluate(truth, detected, fps=fps or truth_fps or DEFAULT_FPS)
     if as_json:
-        _out.print(json.dumps([s.to_dict() for s in scores.values()]))
+        out.print(json.dumps([s.to_dict() for s in scores.values()]))
         return
     table = Table("type", "truth", "detected", "matched", "precision", "recall", "timing error")
     for score in scores.values():
@@ -241,7 +232,7 @@ def eval_command(
             f"{score.recall:.3f}",
             timing,
         )
-    _out.print(table)
+    out.print(table)
 
 
 def register(app: typer.Typer) -> None:

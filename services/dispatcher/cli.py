@@ -9,29 +9,23 @@ from urllib.parse import urlsplit
 
 import typer
 from prometheus_client import CollectorRegistry
-from rich.console import Console
 
 from services.common.bus import BusError
 from services.common.bus.kafka import MAX_MESSAGE_BYTES, KafkaBus
 from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
 from services.common.config.loader import ConfigError
+from services.common.console import fail
 from services.common.events import VIOLATIONS_TOPIC
 from services.common.queue import open_queue
 from services.dispatcher.config import DEFAULT_DISPATCH_PATH, DispatchConfig, load_dispatch_config
 
 log = logging.getLogger(__name__)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"[red]error[/red] {message}")
-    return typer.Exit(code=2)
 
 
 def _kafka_servers(bus_url: str) -> str:
     parts = urlsplit(bus_url)
     if parts.scheme != "kafka" or not parts.netloc:
-        raise _fail(f"--bus {bus_url!r}: the dispatcher needs kafka://HOST:PORT")
+        raise fail(f"--bus {bus_url!r}: the dispatcher needs kafka://HOST:PORT")
     return parts.netloc
 
 
@@ -52,7 +46,7 @@ def _ensure_topics(
         )
         partitions = bus.partition_count(topic)
     except BusError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         bus.close()
     if partitions != config.topics.violations.partitions:
@@ -104,7 +98,7 @@ def dispatch(
         config = load_dispatch_config(config_path)
         catalogue = load_catalogue(catalogue_path)
     except ConfigError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     bootstrap_servers = _kafka_servers(bus)
     dlq_topic = f"{topic}.dlq"
     settings = DispatcherSettings(
