@@ -101,18 +101,36 @@ class SelectiveBackground:
         region = mask[y : y + h, x : x + w]
         if region.size == 0:
             return False
-        boundary = cv2.subtract(region, cv2.erode(region, _KERNEL_3)) > 0
+        # Only the convex outline counts: holes and notches in a vehicle standing on
+        # hatching are where the paint hides it, and their edges are the background's.
+        points = cv2.findNonZero(region)
+        if points is None:
+            return False
+        solid_region = np.zeros_like(region)
+        cv2.fillConvexPoly(solid_region, cv2.convexHull(points), 255)
+        boundary = cv2.subtract(solid_region, cv2.erode(solid_region, _KERNEL_3)) > 0
         if int(boundary.sum()) < 8:
             return False
         frame_edges = cv2.morphologyEx(grey[y : y + h, x : x + w], cv2.MORPH_GRADIENT, _KERNEL_3)
         background_edges = cv2.morphologyEx(
             self._background[y : y + h, x : x + w] * self._gain, cv2.MORPH_GRADIENT, _KERNEL_3
         )
-        frame_strength = float(frame_edges[boundary].mean())
-        background_strength = float(background_edges[boundary].mean())
-        return (
-            background_strength > 2 * self.threshold and frame_strength < 0.5 * background_strength
+        frame_strength = frame_edges[boundary].astype(np.float32)
+        background_strength = background_edges[boundary].astype(np.float32)
+        # Each boundary pixel votes: an edge only the background has is a ghost's, an edge
+        # only the frame has is a vehicle's; paint that both show (however blurred) abstains.
+        floor = 2 * self.threshold
+        ghostly = int(
+            np.count_nonzero(
+                (background_strength > floor) & (frame_strength < 0.5 * background_strength)
+            )
         )
+        solid = int(
+            np.count_nonzero(
+                (frame_strength > floor) & (background_strength < 0.5 * frame_strength)
+            )
+        )
+        return ghostly >= 8 and ghostly > 2 * solid
 
     def relearn(self, grey: GreyImage, box_xywh: tuple[int, int, int, int]) -> None:
         """Take the frame as the background inside the box (where a ghost was)."""
