@@ -6,6 +6,8 @@ from tests.contract.bus import BusContract
 
 
 class TestInMemoryBus(BusContract):
+    quiet_s = 0.5
+
     @pytest.fixture
     def bus(self) -> InMemoryBus:
         return InMemoryBus()
