@@ -1,6 +1,7 @@
 """``citybrain run`` as a user starts it: a real process, real HTTP, stopped by SIGTERM."""
 
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,6 +73,16 @@ def test_run_dispatches_violations_and_stops_cleanly(tmp_path: Path) -> None:
         assert "citybrain_dispatched_total" in metrics
         assert 'citybrain_violations_total{type="' in metrics
         assert 'citybrain_frames_processed_total{camera_id="wuzhen-cam-02"}' in metrics
+        promtool = shutil.which("promtool")
+        assert promtool, "promtool is not installed (apt-get install prometheus)"
+        lint = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=metrics,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert lint.returncode == 0, lint.stdout + lint.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0]
