@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,11 @@ class RedLightRule:
         ):
             return
         end = track.centre
+        # A vehicle moves less than twice its length a frame; a longer jump is a track
+        # that was handed another blob (a shaken kerb line, a passing car).
+        reach = 2 * max(track.box[2], track.box[3]) * max(track.observed_gap, 1)
+        if math.hypot(end[0] - start[0], end[1] - start[1]) > reach:
+            return
         fraction = crossing_fraction(
             start_xy=start, end_xy=end, line_a_xy=self._line[0], line_b_xy=self._line[1]
         )

@@ -68,6 +68,9 @@ class Track:
     # merge is a guess, and a rule must not see a guessed move as a crossing.
     previous_centre: PointXY | None = None
     observed_centre: PointXY | None = None
+    # The frame of the last real observation, and the frames between it and the one before.
+    observed_frame: int = 0
+    observed_gap: int = 1
     coasting: bool = False
     # Set while the vehicle stands still: where, and since when (the first still sample).
     anchor: PointXY | None = None
@@ -254,14 +257,14 @@ class Tracker:
             # A standing vehicle keeps the box it stopped with: its blob flickers as fragments
             # join and part (a faint body, a car passing close), but the vehicle has not moved.
             self._coast(track, track.box, frame=frame)
-            self._observed(track)
+            self._observed(track, frame=frame)
             track.velocity = (0.0, 0.0)
             track.hits += 1
             return
         previous = track.centre
         steps = max(frame - track.last_frame, 1)
         track.box = box
-        self._observed(track)
+        self._observed(track, frame=frame)
         centre = track.centre
         track.velocity = (
             0.5 * track.velocity[0] + 0.5 * (centre[0] - previous[0]) / steps,
@@ -314,10 +317,12 @@ class Tracker:
         return (x, y, width, height), False
 
     @staticmethod
-    def _observed(track: Track) -> None:
+    def _observed(track: Track, *, frame: int) -> None:
         track.coasting = False
         track.previous_centre = track.observed_centre
         track.observed_centre = track.centre
+        track.observed_gap = frame - track.observed_frame
+        track.observed_frame = frame
 
     def _holds_still(self, track: Track, box: BoxXYWH) -> bool:
         """Whether a standing track stays put for this observation.
