@@ -2,15 +2,18 @@
 
 No loss, no duplicates:
 
-- The agent takes events in batches without acking them (``noack_take``). A batch is
-  planned by the pure core, its dead letters are produced, its entries are written to the
-  control-center queue (retrying with backoff while Redis is away), its state goes to the
-  tables' changelogs, and only then are its events acked. faust commits only acked offsets,
-  and flushes the producer (changelogs, dead letters) before it commits.
+- The agent takes events without acking them and hands them to one writer task, which
+  handles them batch after batch, in order. A batch is planned by the pure core, its dead
+  letters are produced, its entries are written to the control-center queue (retrying with
+  backoff while Redis is away), its state is sent to the tables' changelogs, and only once
+  the dead letters and the state are on the broker are its events acked. faust commits
+  only acked offsets.
 - A crash anywhere before the commit means redelivery. The queue's append and repeat are
   idempotent per violation id, so a redelivered event never creates a second entry.
-- While Redis is away the agent holds its one batch; faust stops fetching once the stream
-  buffer (``stream_buffer_maxsize``) is full, so memory stays bounded.
+- While the writer is busy the agent keeps taking events, so fetching and writing overlap
+  and batches grow with the load. At most ``batch.max_events`` wait beside the batch being
+  written; then the agent waits, faust stops fetching once the stream buffer
+  (``stream_buffer_maxsize``) is full, and memory stays bounded while Redis is away.
 
 Scale-out: run more processes with the same app id; they share the consumer group, and each
 table partition follows its source partition.
@@ -19,6 +22,7 @@ table partition follows its source partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import faust
+from faust.tables.base import Collection
 from faust.types import EventT, TableT
 from prometheus_client import CollectorRegistry
 
@@ -103,6 +108,8 @@ class BatchHandler:
         self._counters = counters
         # The newest detection time seen: the clock that expires old group state.
         self.latest_ts_ms = 0
+        # Batches and the prune timer both change state and send it; each does so whole.
+        self._state_lock = asyncio.Lock()
 
     async def handle(self, events: Sequence[EventT[bytes]]) -> None:
         """Process a batch to the point where all of its events may be acked."""
@@ -118,8 +125,10 @@ class BatchHandler:
         ]
         await self._executor.write_entries(plan)
         await self._executor.write_repeats(plan)
-        self._store_state(plan, events)
-        # The dead letters must be on the broker before their offsets can be committed.
+        async with self._state_lock:
+            deliveries += await self._store_state(plan, events)
+        # The dead letters and the state must be on the broker before the offsets that
+        # produced them can be committed.
         await asyncio.gather(*deliveries)
 
     async def _dead_letter(self, event: EventT[bytes], decision: DeadLetter) -> Awaitable[Any]:
@@ -140,17 +149,27 @@ class BatchHandler:
         )
         return delivery
 
-    def _store_state(self, plan: Plan, events: Sequence[EventT[bytes]]) -> None:
-        """Write changed state beside its source message: the same partition number."""
+    async def _store_state(
+        self, plan: Plan, events: Sequence[EventT[bytes]]
+    ) -> list[Awaitable[Any]]:
+        """Write changed state beside its source message: the same partition number.
+
+        Returns the changelog deliveries.
+        """
+        deliveries = []
         for key, group in plan.groups.items():
             partition = events[plan.group_sources[key]].message.partition
             value = {**group.to_dict(), "partition": partition}
             self._groups.data[key] = value
-            self._groups.send_changelog(partition, key, value)
+            deliveries.append(await send_changelog(self._groups, partition, key, value))
             self.latest_ts_ms = max(self.latest_ts_ms, group.last_ts_ms)
-        self._count_per_camera(plan, events)
+        for camera_id, partition in self._count_per_camera(plan, events).items():
+            counts = self._counters.data[camera_id]
+            deliveries.append(await send_changelog(self._counters, partition, camera_id, counts))
+        return deliveries
 
-    def _count_per_camera(self, plan: Plan, events: Sequence[EventT[bytes]]) -> None:
+    def _count_per_camera(self, plan: Plan, events: Sequence[EventT[bytes]]) -> dict[str, int]:
+        """Count the batch's outcomes per camera; returns the cameras touched, by partition."""
         touched: dict[str, int] = {}
         for event, decision in zip(events, plan.decisions, strict=True):
             if isinstance(decision, DeadLetter):
@@ -162,22 +181,119 @@ class BatchHandler:
                 outcome: counts.get(outcome, 0) + 1,
             }
             touched[decision.camera_id] = event.message.partition
-        for camera_id, partition in touched.items():
-            self._counters.send_changelog(partition, camera_id, self._counters.data[camera_id])
+        return touched
 
-    def prune(self) -> int:
+    async def prune(self) -> int:
         """Forget groups older than the dedup horizon; returns how many were dropped."""
-        store = self._groups.data
-        expired = [
-            (key, value["partition"])
-            for key, value in list(store.items())
-            if self._dispatcher.expired(GroupState.from_dict(value), latest_ts_ms=self.latest_ts_ms)
-        ]
-        for key, partition in expired:
-            del store[key]
-            # A tombstone, so that compaction drops the key and recovery stays short.
-            self._groups.send_changelog(partition, key, None, value_serializer="raw")
+        async with self._state_lock:
+            store = self._groups.data
+            expired = [
+                (key, value["partition"])
+                for key, value in list(store.items())
+                if self._dispatcher.expired(
+                    GroupState.from_dict(value), latest_ts_ms=self.latest_ts_ms
+                )
+            ]
+            for key, partition in expired:
+                del store[key]
+                # A tombstone, so that compaction drops the key and recovery stays short.
+                await send_changelog(self._groups, partition, key, None)
         return len(expired)
+
+
+async def send_changelog(
+    table: TableT[str, Any], partition: int, key: str, value: Any
+) -> Awaitable[Any]:
+    """Send one change of ``table`` straight to the producer; returns its delivery.
+
+    ``Table.send_changelog`` goes through faust's send buffer, a task and the sensors for
+    every record, which costs as much as the rest of an event's path. The record is the same
+    (the table's serializers, ``None`` as a tombstone), and faust's commit flushes this
+    producer as it does the buffer.
+    """
+    # The concrete table (faust's Collection) holds the serializers; TableT does not show them.
+    serializers = cast(Collection, table)
+    topic = table.changelog_topic
+    key_bytes, _ = topic.prepare_key(key, serializers.key_serializer)
+    value_bytes = None
+    if value is not None:
+        value_bytes, _ = topic.prepare_value(value, serializers.value_serializer)
+    delivery: Awaitable[Any] = await table.app.producer.send(
+        topic.get_topic_name(),
+        key_bytes,
+        value_bytes,
+        partition=partition,
+        timestamp=None,
+        headers=None,
+    )
+    return delivery
+
+
+class PendingBatches:
+    """Events taken from the stream and not yet written: the hand-over to the writer.
+
+    The agent adds events one at a time as faust delivers them; the writer, whenever it is
+    free, takes everything that waits (at most ``max_events``, after waiting at most
+    ``max_wait_s`` for a batch to fill). Fetching and writing overlap, and a batch grows with
+    the load: a few events when idle, ``max_events`` under a backlog.
+    Once ``max_events`` wait, the agent stops taking events, faust's stream buffer fills and
+    the consumer pauses fetching, so memory stays bounded while Redis is away.
+    """
+
+    def __init__(self, *, max_events: int, max_wait_s: float) -> None:
+        self._events: list[EventT[bytes]] = []
+        self._max_events = max_events
+        self._max_wait_s = max_wait_s
+        self._waiting = asyncio.Event()
+        self._full = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    async def add(self, event: EventT[bytes], *, writer: asyncio.Future[None]) -> None:
+        """Queue ``event``; waits while the buffer is full. Raises what stopped the writer."""
+        if writer.done():
+            writer.result()
+            raise RuntimeError("the dispatch writer stopped")
+        self._events.append(event)
+        self._waiting.set()
+        if len(self._events) >= self._max_events:
+            self._full.set()
+            self._room.clear()
+            room = asyncio.ensure_future(self._room.wait())
+            waiters: set[asyncio.Future[Any]] = {room, writer}
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                room.cancel()
+
+    async def take(self) -> list[EventT[bytes]]:
+        """The oldest waiting events, at most ``max_events``.
+
+        Waits for a first event, then at most ``max_wait_s`` for the batch to fill.
+        """
+        await self._waiting.wait()
+        if len(self._events) < self._max_events:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), timeout=self._max_wait_s)
+        batch = self._events[: self._max_events]
+        del self._events[: self._max_events]
+        if not self._events:
+            self._waiting.clear()
+        if len(self._events) < self._max_events:
+            self._full.clear()
+            self._room.set()
+        return batch
+
+
+async def write_in_order(
+    pending: PendingBatches, handler: BatchHandler, stream: faust.StreamT[bytes]
+) -> None:
+    """Handle batch after batch, acking each one's events only once it is handled."""
+    while True:
+        events = await pending.take()
+        await handler.handle(events)
+        for event in events:
+            await stream.ack(event)
 
 
 def build_app(
@@ -230,26 +346,26 @@ def build_app(
         groups=groups,
         counters=counters,
     )
-    max_wait_s = config.batch.max_wait_ms / 1000
 
     @app.agent(source, name="dispatch")
     async def dispatch(stream: faust.StreamT[bytes]) -> None:
-        # noack_take lives on the concrete Stream, and yields events although it is
-        # annotated as yielding values.
-        batches = cast(faust.Stream[bytes], stream).noack_take(
-            config.batch.max_events, within=max_wait_s
+        # Acks are ours: an event is acked only once its batch is written.
+        stream.enable_acks = False
+        pending = PendingBatches(
+            max_events=config.batch.max_events, max_wait_s=config.batch.max_wait_ms / 1000
         )
+        writer = asyncio.ensure_future(write_in_order(pending, handler, stream))
         try:
-            async for batch in batches:
-                events = cast(Sequence[EventT[bytes]], batch)
-                await handler.handle(events)
-                for event in events:
-                    await stream.ack(event)
+            async for event in stream.events():
+                await pending.add(event, writer=writer)
         finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
             await queue.close()
 
     async def prune_state() -> None:
-        dropped = handler.prune()
+        dropped = await handler.prune()
         if dropped:
             log.info("dropped %d expired dedup/grouping states", dropped)
 

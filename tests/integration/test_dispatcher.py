@@ -156,14 +156,20 @@ class QueueProbe:
     client: redis.Redis
     prefix: str
 
+    def _streams(self) -> Iterator[bytes]:
+        # A big COUNT: the shared Redis holds other runs' keys, and SCAN's default of 10 keys
+        # a call makes one poll take seconds, long enough for the stream to end before an
+        # outage that should come mid-stream.
+        return self.client.scan_iter(f"{self.prefix}:q:*", count=10_000)
+
     def violation_ids(self) -> list[str]:
         ids: list[str] = []
-        for stream in self.client.scan_iter(f"{self.prefix}:q:*"):
+        for stream in self._streams():
             ids.extend(rec[b"v"].decode() for _, rec in self.client.xrange(stream))
         return ids
 
     def count(self) -> int:
-        return sum(self.client.xlen(s) for s in self.client.scan_iter(f"{self.prefix}:q:*"))
+        return sum(self.client.xlen(s) for s in self._streams())
 
 
 def _dead_letters(
