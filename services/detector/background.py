@@ -25,6 +25,9 @@ Mask = npt.NDArray[np.uint8]
 
 _KERNEL_3 = np.ones((3, 3), np.uint8)
 _KERNEL_7 = np.ones((7, 7), np.uint8)
+# A brighter pixel is lit road, not an object, unless its neighbourhood shows this many
+# thresholds more edge strength than the background's.
+GLOW_EDGE_FACTOR = 4.0
 
 
 class SelectiveBackground:
@@ -69,11 +72,11 @@ class SelectiveBackground:
             # Settle on the empty road quickly; whatever moves now is forgotten just as fast.
             cv2.accumulateWeighted(grey, background, 0.3)
             return np.zeros_like(grey)
-        mask = self._foreground(grey, background)
+        mask, lit = self._foreground(grey, background)
         # A vehicle's interior can match the road and escape the mask; the pixels near the
         # mask are treated as foreground when learning, so a faint vehicle is not learnt
-        # from the inside out.
-        near = cv2.dilate(mask, _KERNEL_7)
+        # from the inside out. Nor is a light one whose smooth body passed for lit road.
+        near = cv2.bitwise_or(cv2.dilate(mask, _KERNEL_7), lit)
         learnable = cv2.bitwise_not(near if frozen is None else cv2.bitwise_or(near, frozen))
         if self._gain > 1.0:
             # A saturated pixel says nothing about its level at the model's exposure.
@@ -139,7 +142,10 @@ class SelectiveBackground:
         x, y, w, h = box_xywh
         self._background[y : y + h, x : x + w] = grey[y : y + h, x : x + w] / self._gain
 
-    def _foreground(self, grey: GreyImage, background: npt.NDArray[np.float32]) -> Mask:
+    def _foreground(
+        self, grey: GreyImage, background: npt.NDArray[np.float32]
+    ) -> tuple[Mask, Mask]:
+        """The foreground mask, and the mask of what was left out of it as lit road."""
         frame = grey.astype(np.float32)
         sample_frame = frame[::4, ::4]
         sample_background = background[::4, ::4]
@@ -155,12 +161,22 @@ class SelectiveBackground:
         self.threshold = max(self._min_threshold, self._noise_factor * noise)
         # Only what lies outside the background's 3x3 range counts, so a one-pixel shake does
         # not light up every painted edge.
-        excess = cv2.max(
-            cv2.subtract(frame, cv2.dilate(expected, _KERNEL_3)),
-            cv2.subtract(cv2.erode(expected, _KERNEL_3), frame),
+        brighter = cv2.subtract(frame, cv2.dilate(expected, _KERNEL_3))
+        darker = cv2.subtract(cv2.erode(expected, _KERNEL_3), frame)
+        excess = cv2.max(brighter, darker)
+        # Light thrown on the road (headlight beams, a street lamp) brightens it without
+        # adding the edges a vehicle brings: a brighter pixel whose neighbourhood shows no
+        # more structure than the background's is illumination, not an object. A light
+        # vehicle keeps its outline (and so its box); a beam keeps at most a thin rim.
+        frame_edges = cv2.morphologyEx(frame, cv2.MORPH_GRADIENT, _KERNEL_3)
+        background_edges = cv2.morphologyEx(expected, cv2.MORPH_GRADIENT, _KERNEL_3)
+        glow = (brighter > darker) & (
+            frame_edges <= background_edges + GLOW_EDGE_FACTOR * self.threshold
         )
+        lit = ((cv2.blur(excess, (3, 3)) > self.threshold) & glow).astype(np.uint8) * 255
+        excess[glow] = 0
         # Averaging over 3x3 lets a large faint region (a car nearly the road's grey) pass a
         # threshold that single noisy pixels do not.
         raw = (cv2.blur(excess, (3, 3)) > self.threshold).astype(np.uint8) * 255
         closed = cv2.morphologyEx(raw, cv2.MORPH_CLOSE, _KERNEL_3)
-        return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, _KERNEL_3))
+        return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, _KERNEL_3)), lit

@@ -22,6 +22,8 @@ from services.detector.tracker import Track
 # A centre that passes just beyond a stop line's painted end still crossed it: scene files
 # are drawn by hand, and a box centre wobbles by a few pixels.
 SEGMENT_MARGIN = 0.05
+# Even an articulated bus is less than six times as long as it is wide.
+MAX_ASPECT = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,12 @@ class RuleHit:
     ts_ms: int
     box_xywh: BoxXYWH
     confidence: float
+
+
+def _vehicle_shaped(box: BoxXYWH) -> bool:
+    """Whether a box has a vehicle's proportions, seen from any side or from above."""
+    short, long = sorted((box[2], box[3]))
+    return short > 0 and long <= MAX_ASPECT * short
 
 
 def _confidence(track: Track) -> float:
@@ -59,6 +67,9 @@ class RedLightRule:
             or not track.established
             or track.track_id in self._crossed
         ):
+            return
+        if not _vehicle_shaped(track.box):
+            # A sliver along painted lines (a shaken kerb, a stop line) is no vehicle.
             return
         end = track.centre
         # A vehicle moves less than twice its length a frame; a longer jump is a track

@@ -30,6 +30,10 @@ MIN_HITS = 3
 LEAVE_FRAMES = 3
 # Consecutive frames a moving vehicle's box may be completed from a partial blob.
 PARTIAL_FRAMES = 5
+# A blob holding this much of a standing vehicle's box, and this many times its area, is the
+# vehicle merged with something else, not the vehicle moving.
+MERGE_COVER = 0.9
+MERGE_GROWTH = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +336,10 @@ class Tracker:
         """
         if track.anchor is None:
             return False
+        if _is_merge(track.box, box):
+            # The standing vehicle is all there, joined by something passing close (a car
+            # in the next lane, its headlight beam): that is no move of its own.
+            return True
         if _distance(box_centre(box), track.anchor) <= 3 * self._settings.stationary_tol_px:
             track.departing = 0
             return True
@@ -362,6 +370,14 @@ def _covered_fraction(inner: BoxXYWH, outer: BoxXYWH) -> float:
     """How much of ``inner``'s area lies inside ``outer``."""
     area = inner[2] * inner[3]
     return box_intersection(inner, outer) / area if area > 0 else 0.0
+
+
+def _is_merge(own: BoxXYWH, observed: BoxXYWH) -> bool:
+    """Whether ``observed`` holds all of ``own`` and a good deal more besides."""
+    return (
+        _covered_fraction(own, observed) > MERGE_COVER
+        and observed[2] * observed[3] > MERGE_GROWTH * own[2] * own[3]
+    )
 
 
 def _grown(box: BoxXYWH, margin: float) -> BoxXYWH:
