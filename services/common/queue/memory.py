@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from services.common.queue import (
@@ -19,37 +18,16 @@ from services.common.queue import (
 )
 
 
-@dataclass
-class _Stored:
-    entry_id: str
-    queue: str
-    fields: dict[str, Any]
-    status: EntryStatus = EntryStatus.NEW
-    status_by: str | None = None
-    status_ts_ms: int | None = None
-    repeat_count: int = 0
-    last_repeat_ts_ms: int | None = None
-    repeat_ids: set[str] = field(default_factory=set)
-
-    def view(self) -> QueueEntry:
-        return QueueEntry(
-            entry_id=self.entry_id,
-            queue=self.queue,
-            fields=dict(self.fields),
-            status=self.status,
-            status_by=self.status_by,
-            status_ts_ms=self.status_ts_ms,
-            repeat_count=self.repeat_count,
-            last_repeat_ts_ms=self.last_repeat_ts_ms,
-        )
-
-
 class InMemoryQueue:
-    """Entries live in one list in append order; ids look like Redis stream ids."""
+    """Entries are kept in append order; ids look like Redis stream ids.
+
+    Entries are immutable views, replaced whole when their status or repeat count changes.
+    """
 
     def __init__(self) -> None:
-        self._entries: list[_Stored] = []
-        self._by_violation: dict[str, _Stored] = {}
+        self._order: list[str] = []
+        self._by_violation: dict[str, QueueEntry] = {}
+        self._repeat_ids: dict[str, set[str]] = {}
         self._history: dict[str, list[StatusChange]] = {}
         self._last_id = (0, 0)
         self._changed = asyncio.Event()
@@ -65,11 +43,11 @@ class InMemoryQueue:
         existing = self._by_violation.get(violation_id)
         if existing is not None:
             return AppendResult(entry_id=existing.entry_id, created=False)
-        stored = _Stored(entry_id=self._next_id(), queue=queue, fields=dict(fields))
-        self._entries.append(stored)
-        self._by_violation[violation_id] = stored
+        entry = QueueEntry(entry_id=self._next_id(), queue=queue, fields=dict(fields))
+        self._order.append(violation_id)
+        self._by_violation[violation_id] = entry
         self._changed.set()
-        return AppendResult(entry_id=stored.entry_id, created=True)
+        return AppendResult(entry_id=entry.entry_id, created=True)
 
     async def append_many(self, entries: Sequence[PendingEntry]) -> list[AppendResult]:
         return [await self.append(e.fields, queue=e.queue) for e in entries]
@@ -78,10 +56,11 @@ class InMemoryQueue:
         self, *, queues: list[str] | None = None, after: str = "0-0", count: int = 100
     ) -> list[QueueEntry]:
         floor = stream_id_key(after)
+        entries = (self._by_violation[v] for v in self._order)
         out = [
-            s.view()
-            for s in self._entries
-            if stream_id_key(s.entry_id) > floor and (queues is None or s.queue in queues)
+            e
+            for e in entries
+            if stream_id_key(e.entry_id) > floor and (queues is None or e.queue in queues)
         ]
         return out[:count]
 
@@ -98,44 +77,47 @@ class InMemoryQueue:
             return []
         return await self.read(queues=queues, after=after)
 
-    def _stored(self, violation_id: str) -> _Stored:
+    async def get(self, violation_id: str) -> QueueEntry:
         try:
             return self._by_violation[violation_id]
         except KeyError:
             raise EntryNotFoundError(violation_id) from None
 
-    async def get(self, violation_id: str) -> QueueEntry:
-        return self._stored(violation_id).view()
+    async def _update(self, violation_id: str, **changes: Any) -> QueueEntry:
+        entry = (await self.get(violation_id)).model_copy(update=changes)
+        self._by_violation[violation_id] = entry
+        return entry
 
     async def set_status(
         self, violation_id: str, status: EntryStatus, *, by: str, ts_ms: int, note: str = ""
     ) -> QueueEntry:
-        stored = self._stored(violation_id)
-        stored.status, stored.status_by, stored.status_ts_ms = status, by, ts_ms
+        entry = await self._update(violation_id, status=status, status_by=by, status_ts_ms=ts_ms)
         change = StatusChange(
             violation_id=violation_id, status=status, by=by, ts_ms=ts_ms, note=note
         )
         self._history.setdefault(violation_id, []).append(change)
-        return stored.view()
+        return entry
 
     async def history(self, violation_id: str) -> list[StatusChange]:
-        self._stored(violation_id)
+        await self.get(violation_id)
         return list(self._history.get(violation_id, []))
 
     async def record_repeat(
         self, violation_id: str, *, ts_ms: int, repeat_id: str | None = None
     ) -> int:
-        stored = self._stored(violation_id)
+        entry = await self.get(violation_id)
         if repeat_id is not None:
-            if repeat_id in stored.repeat_ids:
-                return stored.repeat_count
-            stored.repeat_ids.add(repeat_id)
-        stored.repeat_count += 1
-        stored.last_repeat_ts_ms = ts_ms
-        return stored.repeat_count
+            seen = self._repeat_ids.setdefault(violation_id, set())
+            if repeat_id in seen:
+                return entry.repeat_count
+            seen.add(repeat_id)
+        entry = await self._update(
+            violation_id, repeat_count=entry.repeat_count + 1, last_repeat_ts_ms=ts_ms
+        )
+        return entry.repeat_count
 
     async def queues(self) -> list[str]:
-        return sorted({s.queue for s in self._entries})
+        return sorted({e.queue for e in self._by_violation.values()})
 
     async def close(self) -> None:
         """Nothing to release."""
