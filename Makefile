@@ -63,9 +63,11 @@ lint: venv ## ruff check, ruff format --check, mypy --strict
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy --strict $(TYPED_PATHS)
 
-bench: venv ## Run every bench/*.py (JSON to bench/results/)
+bench: venv ## Run every bench/*.py (JSON to bench/results/); the pipeline bench needs infra-up
 	@mkdir -p bench/results
-	@set -e; for b in bench/[a-z]*.py; do \
+	@trap '$(MAKE) --no-print-directory infra-down' EXIT; trap 'exit 130' INT TERM; \
+	$(MAKE) --no-print-directory infra-up || exit $$?; \
+	set -e; for b in bench/[a-z]*.py; do \
 		[ -e "$$b" ] || continue; \
 		echo "==> $$b"; $(PY) "$$b"; \
 	done
