@@ -37,7 +37,7 @@ from services.dispatcher.config import (
     load_dispatch_config,
 )
 from services.dispatcher.core import DeadLetter, Dispatcher, GroupState
-from services.dispatcher.executor import PlanExecutor, dead_letter_headers
+from services.dispatcher.executor import PlanExecutor
 from services.dispatcher.metrics import DispatcherMetrics
 from simulators.feed import VARIANTS, paced, simulate_camera
 
@@ -133,13 +133,14 @@ class EmbeddedDispatcher:
         plan = self._dispatcher.plan([m.value for m in batch], state=self._state, now_ms=_now_ms())
         for message, decision in zip(batch, plan.decisions, strict=True):
             if isinstance(decision, DeadLetter):
-                self._metrics.dead_lettered.labels(reason=decision.reason.value).inc()
-                source = f"{message.topic}/{message.partition}/{message.offset}"
+                headers = self._executor.dead_letter(
+                    decision,
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                )
                 self._bus.publish(
-                    VIOLATIONS_DLQ_TOPIC.name,
-                    message.value,
-                    key=message.key,
-                    headers=dead_letter_headers(decision, source=source),
+                    VIOLATIONS_DLQ_TOPIC.name, message.value, key=message.key, headers=headers
                 )
         await self._executor.write_entries(plan)
         await self._executor.write_repeats(plan)

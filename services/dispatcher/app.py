@@ -46,7 +46,7 @@ from services.dispatcher.core import (
     GroupState,
     Plan,
 )
-from services.dispatcher.executor import PlanExecutor, dead_letter_headers
+from services.dispatcher.executor import PlanExecutor
 from services.dispatcher.metrics import DispatcherMetrics, instrument
 
 log = logging.getLogger(__name__)
@@ -133,19 +133,11 @@ class BatchHandler:
 
     async def _dead_letter(self, event: EventT[bytes], decision: DeadLetter) -> Awaitable[Any]:
         message = event.message
-        self._metrics.dead_lettered.labels(reason=decision.reason.value).inc()
-        log.warning(
-            "dead-lettering %s[%d]@%d: %s: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            decision.reason.value,
-            decision.detail[:200],
+        headers = self._executor.dead_letter(
+            decision, topic=message.topic, partition=message.partition, offset=message.offset
         )
-        source = f"{message.topic}/{message.partition}/{message.offset}"
-        headers = list(dead_letter_headers(decision, source=source))
         delivery: Awaitable[Any] = await self._dlq.send(
-            key=message.key, value=message.value or b"", headers=headers
+            key=message.key, value=message.value or b"", headers=list(headers)
         )
         return delivery
 

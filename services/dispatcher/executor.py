@@ -35,15 +35,6 @@ HEADER_SOURCE = "source"
 MAX_DETAIL_BYTES = 1_024
 
 
-def dead_letter_headers(decision: DeadLetter, *, source: str) -> Headers:
-    """Headers for a dead letter: why it was rejected and where it came from (topic/p/offset)."""
-    return (
-        (HEADER_REASON, decision.reason.value.encode()),
-        (HEADER_DETAIL, decision.detail.encode()[:MAX_DETAIL_BYTES]),
-        (HEADER_SOURCE, source.encode()),
-    )
-
-
 class PlanExecutor:
     """Writes a plan's entries and repeats to the queue, retrying while it is unavailable."""
 
@@ -53,6 +44,26 @@ class PlanExecutor:
         self._queue = queue
         self._metrics = metrics
         self._retry = retry
+
+    def dead_letter(
+        self, decision: DeadLetter, *, topic: str, partition: int, offset: int
+    ) -> Headers:
+        """Count and log a rejected message; returns the headers its dead letter carries:
+        why it was rejected and where it came from (topic/partition/offset)."""
+        self._metrics.dead_lettered.labels(reason=decision.reason.value).inc()
+        log.warning(
+            "dead-lettering %s[%d]@%d: %s: %s",
+            topic,
+            partition,
+            offset,
+            decision.reason.value,
+            decision.detail[:200],
+        )
+        return (
+            (HEADER_REASON, decision.reason.value.encode()),
+            (HEADER_DETAIL, decision.detail.encode()[:MAX_DETAIL_BYTES]),
+            (HEADER_SOURCE, f"{topic}/{partition}/{offset}".encode()),
+        )
 
     async def write_entries(self, plan: Plan) -> None:
         dispatches = [d for d in plan.decisions if isinstance(d, Dispatch)]
