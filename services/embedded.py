@@ -115,6 +115,7 @@ class EmbeddedDispatcher:
         self._metrics = metrics
         self._state: dict[str, GroupState] = {}
         self._latest_ts_ms = 0
+        self._next_prune_s = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         self._bus.ensure_topics([VIOLATIONS_TOPIC, VIOLATIONS_DLQ_TOPIC])
@@ -145,15 +146,17 @@ class EmbeddedDispatcher:
         await self._executor.write_entries(plan)
         await self._executor.write_repeats(plan)
         self._state.update(plan.groups)
-        self._latest_ts_ms = max(
-            [self._latest_ts_ms, *(g.last_ts_ms for g in plan.groups.values())]
-        )
-        for key in [
-            k
-            for k, group in self._state.items()
-            if self._dispatcher.expired(group, latest_ts_ms=self._latest_ts_ms)
-        ]:
-            del self._state[key]
+        for group in plan.groups.values():
+            self._latest_ts_ms = max(self._latest_ts_ms, group.last_ts_ms)
+        # Like the faust app's prune timer: a scan of all state is not per-batch work.
+        if time.monotonic() >= self._next_prune_s:
+            self._next_prune_s = time.monotonic() + self._dispatcher.config.state_prune_interval_s
+            for key in [
+                k
+                for k, group in self._state.items()
+                if self._dispatcher.expired(group, latest_ts_ms=self._latest_ts_ms)
+            ]:
+                del self._state[key]
 
 
 async def serve(
