@@ -56,6 +56,7 @@ class SelectiveBackground:
         self._frames_seen = 0
         self.threshold = min_threshold
         self._gain = 1.0
+        self._scratch: _Scratch | None = None
 
     def apply(self, grey: GreyImage, *, frozen: Mask | None = None) -> Mask:
         """Foreground mask (0/255) for ``grey``, then learn from it.
@@ -72,20 +73,25 @@ class SelectiveBackground:
             # Settle on the empty road quickly; whatever moves now is forgotten just as fast.
             cv2.accumulateWeighted(grey, background, 0.3)
             return np.zeros_like(grey)
-        mask, lit = self._foreground(grey, background)
+        scratch = self._scratch_for(grey)
+        frame = scratch.frame
+        frame[...] = grey
+        mask, lit = self._foreground(grey, scratch, background)
         # A vehicle's interior can match the road and escape the mask; the pixels near the
         # mask are treated as foreground when learning, so a faint vehicle is not learnt
         # from the inside out. Nor is a light one whose smooth body passed for lit road.
         near = cv2.bitwise_or(cv2.dilate(mask, _KERNEL_7), lit)
-        learnable = cv2.bitwise_not(near if frozen is None else cv2.bitwise_or(near, frozen))
+        blocked = near if frozen is None else cv2.bitwise_or(near, frozen)
         if self._gain > 1.0:
             # A saturated pixel says nothing about its level at the model's exposure.
-            learnable[grey >= 254] = 0
+            _, saturated = cv2.threshold(grey, 253, 255, cv2.THRESH_BINARY)
+            blocked = cv2.bitwise_or(blocked, saturated)
         # The model is kept at its own exposure: what it learns is the frame with the global
         # gain taken out, so a frozen patch stays right while the exposure drifts.
-        normalised = grey.astype(np.float32) * (1.0 / self._gain)
-        cv2.accumulateWeighted(normalised, background, self._alpha_learn, learnable)
-        absorb = near if frozen is None else cv2.bitwise_and(near, cv2.bitwise_not(frozen))
+        normalised = np.multiply(frame, 1.0 / self._gain, out=scratch.normalised)
+        cv2.accumulateWeighted(normalised, background, self._alpha_learn, cv2.bitwise_not(blocked))
+        # 0/255 masks: saturating subtraction is "near and not frozen".
+        absorb = near if frozen is None else cv2.subtract(near, frozen)
         cv2.accumulateWeighted(normalised, background, self._alpha_absorb, absorb)
         return mask
 
@@ -143,40 +149,110 @@ class SelectiveBackground:
         self._background[y : y + h, x : x + w] = grey[y : y + h, x : x + w] / self._gain
 
     def _foreground(
-        self, grey: GreyImage, background: npt.NDArray[np.float32]
+        self, grey: GreyImage, scratch: _Scratch, background: npt.NDArray[np.float32]
     ) -> tuple[Mask, Mask]:
-        """The foreground mask, and the mask of what was left out of it as lit road."""
-        frame = grey.astype(np.float32)
-        sample_frame = frame[::4, ::4]
-        sample_background = background[::4, ::4]
-        # Exposure and illumination drift scale the whole picture: the median per-pixel ratio
-        # is that gain, and vehicles (a minority of pixels) do not move a median.
-        gain = float(np.median((sample_frame + 1.0) / (sample_background + 1.0)))
+        """The foreground mask, and the mask of what was left out of it as lit road.
+
+        Each step is one OpenCV call into a buffer reused frame after frame, in float32
+        where the model is float, so the masks are those of the plain numpy formulation,
+        bit for bit, with a fraction of its passes over memory.
+        """
+        s = scratch
+        gain, noise = _exposure(grey, background)
         self._gain = gain
-        # A sensor saturates: under a rising gain, white paint stops at 255, not above.
-        expected = np.minimum(background * gain, np.float32(255.0))
-        residual = sample_frame - sample_background * gain
-        # MAD of the background-like residual estimates sensor noise; vehicles are outliers.
-        noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
         self.threshold = max(self._min_threshold, self._noise_factor * noise)
+        # A sensor saturates: under a rising gain, white paint stops at 255, not above.
+        np.multiply(background, gain, out=s.expected)
+        cv2.threshold(s.expected, 255.0, 255.0, cv2.THRESH_TRUNC, dst=s.expected)
         # Only what lies outside the background's 3x3 range counts, so a one-pixel shake does
         # not light up every painted edge.
-        brighter = cv2.subtract(frame, cv2.dilate(expected, _KERNEL_3))
-        darker = cv2.subtract(cv2.erode(expected, _KERNEL_3), frame)
-        excess = cv2.max(brighter, darker)
+        cv2.dilate(s.expected, _KERNEL_3, dst=s.high)
+        cv2.erode(s.expected, _KERNEL_3, dst=s.low)
+        cv2.subtract(s.frame, s.high, dst=s.brighter)
+        cv2.subtract(s.low, s.frame, dst=s.darker)
+        cv2.max(s.brighter, s.darker, dst=s.excess)
         # Light thrown on the road (headlight beams, a street lamp) brightens it without
         # adding the edges a vehicle brings: a brighter pixel whose neighbourhood shows no
         # more structure than the background's is illumination, not an object. A light
         # vehicle keeps its outline (and so its box); a beam keeps at most a thin rim.
-        frame_edges = cv2.morphologyEx(frame, cv2.MORPH_GRADIENT, _KERNEL_3)
-        background_edges = cv2.morphologyEx(expected, cv2.MORPH_GRADIENT, _KERNEL_3)
-        glow = (brighter > darker) & (
-            frame_edges <= background_edges + GLOW_EDGE_FACTOR * self.threshold
-        )
-        lit = ((cv2.blur(excess, (3, 3)) > self.threshold) & glow).astype(np.uint8) * 255
-        excess[glow] = 0
+        # Edges are 3x3 morphological gradients (max - min); the frame's are whole grey
+        # levels, so they are taken on the uint8 image.
+        cv2.dilate(grey, _KERNEL_3, dst=s.grey_high)
+        cv2.erode(grey, _KERNEL_3, dst=s.grey_low)
+        s.frame_edges[...] = cv2.subtract(s.grey_high, s.grey_low, dst=s.grey_high)
+        cv2.subtract(s.high, s.low, dst=s.edge_allowance)
+        np.add(s.edge_allowance, GLOW_EDGE_FACTOR * self.threshold, out=s.edge_allowance)
+        cv2.compare(s.brighter, s.darker, cv2.CMP_GT, dst=s.glow)
+        cv2.compare(s.frame_edges, s.edge_allowance, cv2.CMP_LE, dst=s.grey_low)
+        cv2.bitwise_and(s.glow, s.grey_low, dst=s.glow)
         # Averaging over 3x3 lets a large faint region (a car nearly the road's grey) pass a
         # threshold that single noisy pixels do not.
-        raw = (cv2.blur(excess, (3, 3)) > self.threshold).astype(np.uint8) * 255
-        closed = cv2.morphologyEx(raw, cv2.MORPH_CLOSE, _KERNEL_3)
-        return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, _KERNEL_3)), lit
+        cv2.blur(s.excess, (3, 3), dst=s.smooth)
+        lit = cv2.bitwise_and(_above(s.smooth, self.threshold, out=s.grey_high), s.glow)
+        cv2.copyTo(s.zeros, s.glow, s.excess)
+        cv2.blur(s.excess, (3, 3), dst=s.smooth)
+        raw = _above(s.smooth, self.threshold, out=s.grey_high)
+        closed = cv2.erode(cv2.dilate(raw, _KERNEL_3, dst=s.grey_low), _KERNEL_3, dst=raw)
+        opened = cv2.dilate(cv2.erode(closed, _KERNEL_3, dst=s.grey_low), _KERNEL_3)
+        return np.asarray(opened), np.asarray(lit)
+
+    def _scratch_for(self, grey: GreyImage) -> _Scratch:
+        if self._scratch is None or self._scratch.frame.shape != grey.shape:
+            self._scratch = _Scratch(grey.shape)
+        return self._scratch
+
+
+class _Scratch:
+    """Working buffers of one frame size, reused frame after frame: the same memory stays
+    hot in cache, and no half-megabyte temporary is allocated per step."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        def f32() -> npt.NDArray[np.float32]:
+            return np.empty(shape, np.float32)
+
+        def u8() -> Mask:
+            return np.empty(shape, np.uint8)
+
+        self.frame, self.expected, self.high, self.low = f32(), f32(), f32(), f32()
+        self.brighter, self.darker, self.excess, self.smooth = f32(), f32(), f32(), f32()
+        self.frame_edges, self.edge_allowance, self.normalised = f32(), f32(), f32()
+        self.zeros = np.zeros(shape, np.float32)
+        self.grey_high, self.grey_low, self.glow = u8(), u8(), u8()
+
+
+def _above(values: npt.NDArray[np.float32], threshold: float, *, out: Mask) -> Mask:
+    """``out`` set to 255 where ``values > threshold`` (a float32 comparison), else 0."""
+    np.greater(values, threshold, out=out.view(np.bool_))
+    return np.multiply(out, 255, out=out)
+
+
+def _exposure(grey: GreyImage, background: npt.NDArray[np.float32]) -> tuple[float, float]:
+    """The frame's global gain over the background, and its sensor noise (grey levels).
+
+    Both come from every 4th pixel in each direction: exposure and illumination drift scale
+    the whole picture, so the median per-pixel ratio is that gain (vehicles, a minority of
+    pixels, do not move a median), and the MAD of what is left after taking it out is noise.
+    """
+    sample_frame = grey[::4, ::4].astype(np.float32)
+    sample_background = background[::4, ::4]
+    gain = float(_median((sample_frame + 1.0) / (sample_background + 1.0)))
+    residual = sample_frame - sample_background * gain
+    residual -= _median(residual.copy())
+    np.abs(residual, out=residual)
+    return gain, 1.4826 * float(_median(residual))
+
+
+def _median(values: npt.NDArray[np.float32]) -> np.float32:
+    """``np.median`` of a float32 array, with the same float32 rounding, partitioning
+    ``values`` in place (np.median's checks and copies cost more than the partition).
+
+    >>> float(_median(np.array([3, 1, 2, 10], np.float32)))
+    2.5
+    """
+    flat = values.reshape(-1)
+    half = flat.size // 2
+    if flat.size % 2:
+        flat.partition(half)
+        return np.float32(flat[half])
+    flat.partition((half - 1, half))
+    return np.float32((flat[half - 1] + flat[half]) / np.float32(2.0))

@@ -18,13 +18,21 @@ def find_blobs(mask: Mask, *, min_area_px: int) -> list[BoxXYWH]:
     >>> find_blobs(m, min_area_px=10)
     [(3.0, 2.0, 10.0, 6.0)]
     """
+    x, y, w, h = cv2.boundingRect(mask)
+    if w == 0:
+        return []
+    # Only the rectangle that holds foreground is labelled (labelling costs per pixel, and
+    # vehicles cover a few per cent of the frame). Its corner is taken down to even
+    # coordinates so that BBDT's 2x2 blocks, and so the order of the labels, are those of
+    # the whole mask.
+    x0, y0 = x & ~1, y & ~1
     # BBDT measured about 2.5x faster than OpenCV's default labelling on our masks.
     count, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
-        mask, 8, cv2.CV_32S, cv2.CCL_BBDT
+        mask[y0 : y + h, x0 : x + w], 8, cv2.CV_32S, cv2.CCL_BBDT
     )
     boxes: list[BoxXYWH] = []
     for label in range(1, count):
-        x, y, w, h, area = (int(v) for v in stats[label])
+        bx, by, bw, bh, area = (int(v) for v in stats[label])
         if area >= min_area_px:
-            boxes.append((float(x), float(y), float(w), float(h)))
+            boxes.append((float(bx + x0), float(by + y0), float(bw), float(bh)))
     return boxes
