@@ -244,15 +244,16 @@ def _exposure(grey: GreyImage, background: npt.NDArray[np.float32]) -> tuple[flo
 
 def _median(values: npt.NDArray[np.float32]) -> np.float32:
     """``np.median`` of a float32 array, with the same float32 rounding, partitioning
-    ``values`` in place (np.median's checks and copies cost more than the partition).
+    ``values`` in place. np.median partitions around two ranks at once, which numpy does by
+    a scalar introselect; one rank takes its SIMD quickselect, and the rank below it is then
+    the maximum of the lower part: several times faster, and the same order statistics.
 
     >>> float(_median(np.array([3, 1, 2, 10], np.float32)))
     2.5
     """
     flat = values.reshape(-1)
     half = flat.size // 2
+    flat.partition(half)
     if flat.size % 2:
-        flat.partition(half)
         return np.float32(flat[half])
-    flat.partition((half - 1, half))
-    return np.float32((flat[half - 1] + flat[half]) / np.float32(2.0))
+    return np.float32((flat[:half].max() + flat[half]) / np.float32(2.0))
