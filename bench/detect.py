@@ -7,8 +7,10 @@ JPEG-encodes it (quality 85, as the simulator's feed sends it), then times on on
   decode, selective background, tracking, rules);
 * ``naive``: full-resolution colour decode, MOG2 on the full colour frame, contours.
 
-It reports the ratio, and how total throughput scales with 1 and 2 worker processes (one
-camera each). Results go to bench/results/detect.json, a table, and docs/img/detect_fps.png.
+It reports the ratio, where the time of one 1080p frame goes (per pipeline stage, from one
+extra pass with a timing observer), and how total throughput scales with 1 and 2 worker
+processes (one camera each). Results go to bench/results/detect.json, a table, and
+docs/img/detect_fps.png.
 
     .venv/bin/python bench/detect.py [--seconds 20] [--passes 3]
 """
@@ -21,6 +23,9 @@ import multiprocessing
 import os
 import platform
 import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ from rich.table import Table
 from services.common.config.scene import SceneConfig
 from services.common.frames import Frame
 from services.detector.pipeline import DetectorPipeline
+from services.detector.signal import LightState
 from simulators.feed import simulate_camera
 
 matplotlib.use("Agg")
@@ -61,6 +67,33 @@ def time_pipeline(frames: list[Frame], scene: SceneConfig, passes: int) -> float
             pipeline.process(frame)
         best = max(best, len(frames) / (time.perf_counter() - started))
     return best
+
+
+class StageClock:
+    """A pipeline observer that adds up the time spent in each stage."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+    def signal_changed(self, state: LightState) -> None:
+        return None
+
+
+def stage_ms(frames: list[Frame], scene: SceneConfig) -> dict[str, float]:
+    """Milliseconds per frame in each stage (decode, signal, motion, track, rules)."""
+    clock = StageClock()
+    pipeline = DetectorPipeline(scene, observer=clock)
+    for frame in frames:
+        pipeline.process(frame)
+    return {name: round(1000 * s / len(frames), 3) for name, s in clock.seconds.items()}
 
 
 def time_naive(frames: list[Frame], passes: int) -> float:
@@ -141,6 +174,7 @@ def main() -> None:
                 "speedup": round(ours / naive, 1),
             }
         )
+    stages = stage_ms(frames, scene)  # the last resolution's frames: 1080p
     scale = scaling(RESOLUTIONS[-1], args.seconds, 1)
     result = {
         "benchmark": "detect",
@@ -149,6 +183,7 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "opencv": cv2.__version__,
         "rows": rows,
+        "stage_ms_1080p": stages,
         "processes_1080p_total_fps": scale,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -166,6 +201,11 @@ def main() -> None:
         )
     console = Console()
     console.print(table)
+    total_ms = sum(stages.values())
+    console.print(
+        "1080p, ms per frame by stage: "
+        + ", ".join(f"{name} {ms:.2f} ({ms / total_ms:.0%})" for name, ms in stages.items())
+    )
     console.print(f"1080p, total fps with 1 / 2 worker processes: {scale['1']} / {scale['2']}")
     console.print(f"wrote {RESULTS} and {PLOT}")
 
