@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import cv2
@@ -29,7 +30,7 @@ from services.detector.decode import (
     source_size,
 )
 from services.detector.evidence import EvidenceSink
-from services.detector.geometry import Scale
+from services.detector.geometry import BoxXYWH, Scale
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
     LampClassifier,
@@ -162,7 +163,9 @@ class DetectorPipeline:
             blobs = find_blobs(mask, min_area_px=self._min_area_px)
 
         with self._observer.stage("track"):
-            tracks = tracker.update(blobs, frame=frame.index, ts_ms=frame.ts_ms)
+            tracks = tracker.update(
+                blobs, frame=frame.index, ts_ms=frame.ts_ms, fill=partial(_fill, mask)
+            )
             tracks = self._release_ghosts(grey, mask, tracks)
 
         with self._observer.stage("rules"):
@@ -280,3 +283,20 @@ class DetectorPipeline:
             return event
         snapshot = self._evidence.save(event=event, frame=frame, scene=self.scene)
         return event.model_copy(update={"snapshot": snapshot})
+
+
+def _fill(mask: GreyImage, box_xywh: BoxXYWH) -> float:
+    """The foreground fraction of the mask inside the box (clipped to the frame).
+
+    >>> m = np.zeros((10, 10), np.uint8); m[0:5, 0:10] = 255
+    >>> _fill(m, (0.0, 0.0, 10.0, 10.0)), _fill(m, (0.0, 8.0, 4.0, 4.0))
+    (0.5, 0.0)
+    """
+    height, width = int(mask.shape[0]), int(mask.shape[1])
+    x0, y0 = max(round(box_xywh[0]), 0), max(round(box_xywh[1]), 0)
+    x1 = min(round(box_xywh[0] + box_xywh[2]), width)
+    y1 = min(round(box_xywh[1] + box_xywh[3]), height)
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    area = (x1 - x0) * (y1 - y0)
+    return float(np.count_nonzero(mask[y0:y1, x0:x1])) / area

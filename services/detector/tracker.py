@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.detector.geometry import BoxXYWH, PointXY, box_centre, box_intersection, box_iou
@@ -34,6 +35,13 @@ PARTIAL_FRAMES = 5
 # vehicle merged with something else, not the vehicle moving.
 MERGE_COVER = 0.9
 MERGE_GROWTH = 2.0
+# A track hidden in a merged blob must still have this much of its box in the foreground: a
+# blob's bounding box can span a vehicle's place without its pixels being there (a long thin
+# blob along a kerb, an L-shaped one round a corner), and the vehicle may have left.
+MIN_HIDDEN_FILL = 0.3
+
+# The foreground fraction of a box (0 to 1), from the frame's mask.
+FillFn = Callable[[BoxXYWH], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +129,14 @@ class Tracker:
     def tracks(self) -> list[Track]:
         return list(self._tracks)
 
-    def update(self, boxes: list[BoxXYWH], *, frame: int, ts_ms: int) -> list[Track]:
-        """Associate this frame's blobs; returns the tracks that are still alive."""
+    def update(
+        self, boxes: list[BoxXYWH], *, frame: int, ts_ms: int, fill: FillFn | None = None
+    ) -> list[Track]:
+        """Associate this frame's blobs; returns the tracks that are still alive.
+
+        ``fill`` gives the foreground fraction of a box; without it, a blob is taken to fill
+        its bounding box.
+        """
         if self._first_frame is None:
             self._first_frame = frame
         predictions = {t.track_id: t.predicted(frame) for t in self._tracks}
@@ -134,7 +148,9 @@ class Tracker:
             covered = [
                 t
                 for t in self._tracks
-                if t.hits >= MIN_HITS and _covered_fraction(predictions[t.track_id], boxes[i]) > 0.6
+                if t.hits >= MIN_HITS
+                and _covered_fraction(predictions[t.track_id], boxes[i]) > 0.6
+                and (fill is None or fill(predictions[t.track_id]) >= MIN_HIDDEN_FILL)
             ]
             if len(covered) >= 2:
                 unmatched.discard(i)
@@ -195,13 +211,19 @@ class Tracker:
             if track.stationary:
                 continue
             pred = predictions[track.track_id]
+            width, height = track.size_wh
+            # The track may hold only one piece: the rest of the vehicle lies within its
+            # missing length of that piece, on either side.
             margin = max(2.0, 0.15 * max(pred[2], pred[3]))
-            reach = (pred[0] - margin, pred[1] - margin, pred[2] + 2 * margin, pred[3] + 2 * margin)
+            reach = _grown(
+                pred,
+                margin_x=margin + max(0.0, width - pred[2]),
+                margin_y=margin + max(0.0, height - pred[3]),
+            )
             pieces = [b for b in joined if _covered_fraction(b, reach) > 0.8]
             if len(pieces) < 2:
                 continue
             union = _union(pieces)
-            width, height = track.size_wh
             if union[2] > 1.2 * width + 2 or union[3] > 1.2 * height + 2:
                 continue
             if any(
@@ -312,7 +334,7 @@ class Tracker:
         px, py, pw, ph = track.predicted(frame)
         cx, cy = px + pw / 2, py + ph / 2
         expected = (cx - width / 2, cy - height / 2, width, height)
-        if _covered_fraction(box, _grown(expected, 2.0)) < 0.8:
+        if _covered_fraction(box, _grown(expected, margin_x=2.0, margin_y=2.0)) < 0.8:
             track.partial = 0
             return box, whole
         track.partial += 1
@@ -380,8 +402,8 @@ def _is_merge(own: BoxXYWH, observed: BoxXYWH) -> bool:
     )
 
 
-def _grown(box: BoxXYWH, margin: float) -> BoxXYWH:
-    return (box[0] - margin, box[1] - margin, box[2] + 2 * margin, box[3] + 2 * margin)
+def _grown(box: BoxXYWH, *, margin_x: float, margin_y: float) -> BoxXYWH:
+    return (box[0] - margin_x, box[1] - margin_y, box[2] + 2 * margin_x, box[3] + 2 * margin_y)
 
 
 def _union(boxes: list[BoxXYWH]) -> BoxXYWH:
