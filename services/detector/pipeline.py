@@ -31,6 +31,7 @@ from services.detector.decode import (
 )
 from services.detector.evidence import EvidenceSink
 from services.detector.geometry import BoxXYWH, Scale
+from services.detector.persistence import PersistentForeground
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
     LampClassifier,
@@ -135,6 +136,10 @@ class DetectorPipeline:
         self._min_area_px = 1
         # Consecutive frames each standing track has looked like a ghost.
         self._ghost_frames: dict[int, int] = {}
+        # Where the foreground has stayed put over the tracker's stationary window, and the
+        # (index, ts_ms) of the frames in that window.
+        self._persistent: PersistentForeground | None = None
+        self._window: deque[tuple[int, int]] = deque()
 
     @property
     def signal_state(self) -> LightState:
@@ -167,6 +172,7 @@ class DetectorPipeline:
                 blobs, frame=frame.index, ts_ms=frame.ts_ms, fill=partial(_fill, mask)
             )
             tracks = self._release_ghosts(grey, mask, tracks)
+            self._adopt_standing(mask, frame)
 
         with self._observer.stage("rules"):
             hits = self._apply_rules(geometry, tracks, frame)
@@ -194,12 +200,13 @@ class DetectorPipeline:
         self._decoder = decoder
         self._geometry = _Geometry(self.scene, Scale(factor=work_w / scene_w))
         self._min_area_px = max(4, round(settings.min_vehicle_area_frac * work_w * work_h))
-        self._tracker = Tracker(
-            fps=self.scene.fps,
-            settings=TrackerSettings(
-                stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
-                moved_px=settings.moved_frac * work_w,
-            ),
+        tracker_settings = TrackerSettings(
+            stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
+            moved_px=settings.moved_frac * work_w,
+        )
+        self._tracker = Tracker(fps=self.scene.fps, settings=tracker_settings)
+        self._persistent = PersistentForeground(
+            frames=round(self.scene.fps * tracker_settings.stationary_window_s)
         )
 
     def _read_signal(self, grey: GreyImage, roi: tuple[int, int, int, int], index: int) -> None:
@@ -239,6 +246,29 @@ class DetectorPipeline:
             self._background.relearn(grey, box)
             self._tracker.drop(track.track_id)
         return kept
+
+    def _adopt_standing(self, mask: GreyImage, frame: Frame) -> None:
+        """Give a track to each vehicle that stands in a no-parking zone where no track sees
+        it standing (only there does a stay's start matter to a rule)."""
+        assert self._tracker is not None and self._persistent is not None
+        assert self._geometry is not None
+        parking = self._geometry.parking
+        if not parking.zones:
+            return
+        self._window.append((frame.index, frame.ts_ms))
+        while len(self._window) > self._persistent.frames:
+            self._window.popleft()
+        standing = self._persistent.update(mask)
+        if standing is None:
+            return
+        since_frame, since_ts_ms = self._window[0]
+        self._tracker.adopt_standing(
+            find_blobs(standing, min_area_px=self._min_area_px),
+            frame=frame.index,
+            since_frame=since_frame,
+            since_ts_ms=since_ts_ms,
+            where=parking.in_zone,
+        )
 
     def _frozen_mask(self, grey: GreyImage) -> GreyImage | None:
         tracks = [t for t in self.tracks if t.established]

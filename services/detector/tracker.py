@@ -35,6 +35,14 @@ PARTIAL_FRAMES = 5
 # vehicle merged with something else, not the vehicle moving.
 MERGE_COVER = 0.9
 MERGE_GROWTH = 2.0
+# Even an articulated bus is less than six times as long as it is wide.
+MAX_ASPECT = 6.0
+# A standing region that overlaps a track's box this much (IoU) is that track's vehicle.
+STANDING_IOU = 0.4
+# A region of persistent foreground has settled once its box has held (to this IoU) for
+# this many frames.
+SETTLED_IOU = 0.85
+SETTLE_FRAMES = 5
 # A track hidden in a merged blob must still have this much of its box in the foreground: a
 # blob's bounding box can span a vehicle's place without its pixels being there (a long thin
 # blob along a kerb, an L-shaped one round a corner), and the vehicle may have left.
@@ -62,6 +70,17 @@ class _Sample:
     centre: PointXY
 
 
+@dataclass(frozen=True, slots=True)
+class _Standing:
+    """A region of persistent foreground: its box, the frame and time it has stood since,
+    and for how many frames running its box has held."""
+
+    box: BoxXYWH
+    frame: int
+    ts_ms: int
+    settled: int = 0
+
+
 @dataclass(eq=False)
 class Track:
     """One vehicle's state; ``box`` is in working pixels."""
@@ -80,6 +99,9 @@ class Track:
     # merge is a guess, and a rule must not see a guessed move as a crossing.
     previous_centre: PointXY | None = None
     observed_centre: PointXY | None = None
+    # The boxes of those two observations.
+    previous_box: BoxXYWH | None = None
+    observed_box: BoxXYWH | None = None
     # The frame of the last real observation, and the frames between it and the one before.
     observed_frame: int = 0
     observed_gap: int = 1
@@ -123,6 +145,8 @@ class Tracker:
         self._tracks: list[Track] = []
         self._next_id = 1
         self._first_frame: int | None = None
+        # Regions of persistent foreground in the last frame, for adopt_standing.
+        self._standing: list[_Standing] = []
         self._startup_frames = round(fps * self._settings.startup_s)
 
     @property
@@ -186,6 +210,81 @@ class Tracker:
             if not any(_covered_fraction(boxes[i], t.box) > 0.5 for t in self._tracks):
                 self._start(boxes[i], frame=frame, ts_ms=ts_ms, moved=self._arrived(frame))
         return list(self._tracks)
+
+    def adopt_standing(
+        self,
+        boxes: list[BoxXYWH],
+        *,
+        frame: int,
+        since_frame: int,
+        since_ts_ms: int,
+        where: Callable[[PointXY], bool] | None = None,
+    ) -> list[Track]:
+        """Start a standing track for each settled region of persistent foreground that no
+        track accounts for; returns the new tracks.
+
+        A vehicle that stops while its blob is merged with passing traffic is followed by a
+        track of the merged blob, which never stands still; its own place in the mask does.
+        A region grows while a vehicle pulls in, so it counts once its box has held for
+        ``SETTLE_FRAMES``; then, if shaped like a vehicle and neither held by a standing
+        track nor about to be by a track of about its size and place, it is a vehicle that
+        has stood since the window before the region was first seen (``since_frame`` then).
+        Regions seen in the start-up seconds may be ghosts, and are left, and so are those
+        whose centre is not ``where`` a stay matters.
+        """
+        candidates: list[_Standing] = []
+        for box in boxes:
+            # A region that grows (a vehicle pulling in) keeps its start; any other change
+            # (one vehicle leaving, another arriving) starts it afresh.
+            earlier = next(
+                (c for c in self._standing if _covered_fraction(c.box, box) > MERGE_COVER), None
+            )
+            if earlier is None:
+                candidates.append(_Standing(box=box, frame=since_frame, ts_ms=since_ts_ms))
+                continue
+            settled = earlier.settled + 1 if box_iou(earlier.box, box) >= SETTLED_IOU else 0
+            candidates.append(
+                _Standing(box=box, frame=earlier.frame, ts_ms=earlier.ts_ms, settled=settled)
+            )
+        self._standing = candidates
+        if not self._arrived(frame):
+            return []
+        adopted: list[Track] = []
+        for candidate in candidates:
+            box = candidate.box
+            if candidate.settled < SETTLE_FRAMES or not vehicle_shaped((box[2], box[3])):
+                continue
+            if where is not None and not where(box_centre(box)):
+                continue
+            if any(
+                (box_iou(track.box, box) >= STANDING_IOU and not track.coasting)
+                or (
+                    track.stationary
+                    and _same_place(track.box, box)
+                    and not _is_merge(box, track.box)
+                )
+                for track in self._tracks
+            ):
+                # A standing track holds it, or a seen track of its size is about to; a
+                # standing track of a merged blob holding it and more does not count.
+                continue
+            centre = box_centre(box)
+            track = Track(
+                track_id=self._next_id,
+                box=box,
+                origin=centre,
+                last_frame=frame,
+                size_wh=(box[2], box[3]),
+                hits=MIN_HITS,
+                moved=True,
+                anchor=centre,
+                still_since_frame=candidate.frame,
+                still_since_ts_ms=candidate.ts_ms,
+            )
+            self._next_id += 1
+            self._tracks.append(track)
+            adopted.append(track)
+        return adopted
 
     def drop(self, track_id: int) -> None:
         """Forget a track (one that turned out to be no vehicle)."""
@@ -347,6 +446,8 @@ class Tracker:
         track.coasting = False
         track.previous_centre = track.observed_centre
         track.observed_centre = track.centre
+        track.previous_box = track.observed_box
+        track.observed_box = track.box
         track.observed_gap = frame - track.observed_frame
         track.observed_frame = frame
 
@@ -379,9 +480,27 @@ class Tracker:
         if (track.samples[-1].ts_ms - first.ts_ms) < self._window_ms * 0.9:
             return
         if all(_distance(s.centre, centre) <= tol for s in track.samples):
+            if any(
+                other is not track and other.stationary and _same_place(other.box, track.box)
+                for other in self._tracks
+            ):
+                # Another track already stands here (one adopted from the persistent
+                # foreground while this one was following a merged blob): the same vehicle.
+                track.misses = self._max_missed + 1
+                return
             track.anchor = centre
             track.still_since_frame = first.frame
             track.still_since_ts_ms = first.ts_ms
+
+
+def vehicle_shaped(size_wh: tuple[float, float]) -> bool:
+    """Whether a box of this size has a vehicle's proportions, seen from any side or above.
+
+    >>> vehicle_shaped((12.0, 30.0)), vehicle_shaped((3.0, 25.0))
+    (True, False)
+    """
+    short, long = sorted(size_wh)
+    return short > 0 and long <= MAX_ASPECT * short
 
 
 def _distance(a: PointXY, b: PointXY) -> float:
@@ -392,6 +511,11 @@ def _covered_fraction(inner: BoxXYWH, outer: BoxXYWH) -> float:
     """How much of ``inner``'s area lies inside ``outer``."""
     area = inner[2] * inner[3]
     return box_intersection(inner, outer) / area if area > 0 else 0.0
+
+
+def _same_place(a: BoxXYWH, b: BoxXYWH) -> bool:
+    """Whether two boxes share a good part of the smaller one."""
+    return box_intersection(a, b) > 0.3 * min(a[2] * a[3], b[2] * b[3])
 
 
 def _is_merge(own: BoxXYWH, observed: BoxXYWH) -> bool:

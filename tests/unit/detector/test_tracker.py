@@ -56,3 +56,47 @@ def test_tracks_whose_place_is_empty_inside_a_merged_blob_end() -> None:
     """A blob's bounding box spanning a vehicle's place is no sign of the vehicle if the
     mask there is empty: it may have left."""
     assert len(parked_pair(fill=0.05).tracks) == 1
+
+
+def settle(tracker: Tracker, first: int, last: int, region: BoxXYWH, merged: BoxXYWH) -> None:
+    """Frames where the persistent foreground holds ``region`` while the mask's only blob is
+    ``merged`` (the region and the traffic beside it)."""
+    for frame in range(first, last):
+        step(tracker, frame, [merged])
+        tracker.adopt_standing(
+            [region], frame=frame, since_frame=frame - FPS, since_ts_ms=(frame - FPS) * 100
+        )
+
+
+def test_vehicle_standing_inside_a_merged_blob_gets_a_standing_track() -> None:
+    """A car stops beside a queue; the mask's blob is the car and the queue together, and its
+    track follows the queue. Its place in the persistent foreground stands for it."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    car = (120.0, 106.0, 30.0, 14.0)
+    for frame in range(0, 10):
+        step(tracker, frame, [(40.0 + 8 * frame, 100.0, 60.0, 30.0)])
+    settle(tracker, 10, 30, car, (100.0, 95.0, 70.0, 30.0))
+    standing = [t for t in tracker.tracks if t.stationary]
+    assert [t.box for t in standing] == [car]
+    # It stood from the window before the region first showed, and settled: since frame 0.
+    assert standing[0].still_since_frame == 0
+    assert standing[0].established
+
+
+def test_standing_region_while_it_still_grows_or_already_tracked_is_not_adopted() -> None:
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    car = (120.0, 106.0, 30.0, 14.0)
+    for frame in range(0, 30):
+        step(tracker, frame, [car])
+        # The region grows as the car pulls in, then matches the car's own (standing) track.
+        region = (120.0, 106.0, min(30.0, 10.0 + frame), 14.0)
+        tracker.adopt_standing([region], frame=frame, since_frame=frame, since_ts_ms=frame * 100)
+    assert len(tracker.tracks) == 1
+
+
+def test_sliver_region_is_not_adopted() -> None:
+    """A kerb line lit up by a shaken frame stays put too, but has no vehicle's shape."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    sliver = (100.0, 104.0, 40.0, 3.0)
+    settle(tracker, 0, 20, sliver, (90.0, 95.0, 70.0, 30.0))
+    assert all(t.box != sliver for t in tracker.tracks)
