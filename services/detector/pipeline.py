@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import cv2
@@ -29,7 +30,8 @@ from services.detector.decode import (
     source_size,
 )
 from services.detector.evidence import EvidenceSink
-from services.detector.geometry import Scale
+from services.detector.geometry import BoxXYWH, Scale
+from services.detector.persistence import PersistentForeground
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
     LampClassifier,
@@ -134,6 +136,10 @@ class DetectorPipeline:
         self._min_area_px = 1
         # Consecutive frames each standing track has looked like a ghost.
         self._ghost_frames: dict[int, int] = {}
+        # Where the foreground has stayed put over the tracker's stationary window, and the
+        # (index, ts_ms) of the frames in that window.
+        self._persistent: PersistentForeground | None = None
+        self._window: deque[tuple[int, int]] = deque()
 
     @property
     def signal_state(self) -> LightState:
@@ -162,8 +168,11 @@ class DetectorPipeline:
             blobs = find_blobs(mask, min_area_px=self._min_area_px)
 
         with self._observer.stage("track"):
-            tracks = tracker.update(blobs, frame=frame.index, ts_ms=frame.ts_ms)
+            tracks = tracker.update(
+                blobs, frame=frame.index, ts_ms=frame.ts_ms, fill=partial(_fill, mask)
+            )
             tracks = self._release_ghosts(grey, mask, tracks)
+            self._adopt_standing(mask, frame)
 
         with self._observer.stage("rules"):
             hits = self._apply_rules(geometry, tracks, frame)
@@ -191,12 +200,13 @@ class DetectorPipeline:
         self._decoder = decoder
         self._geometry = _Geometry(self.scene, Scale(factor=work_w / scene_w))
         self._min_area_px = max(4, round(settings.min_vehicle_area_frac * work_w * work_h))
-        self._tracker = Tracker(
-            fps=self.scene.fps,
-            settings=TrackerSettings(
-                stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
-                moved_px=settings.moved_frac * work_w,
-            ),
+        tracker_settings = TrackerSettings(
+            stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
+            moved_px=settings.moved_frac * work_w,
+        )
+        self._tracker = Tracker(fps=self.scene.fps, settings=tracker_settings)
+        self._persistent = PersistentForeground(
+            frames=round(self.scene.fps * tracker_settings.stationary_window_s)
         )
 
     def _read_signal(self, grey: GreyImage, roi: tuple[int, int, int, int], index: int) -> None:
@@ -236,6 +246,29 @@ class DetectorPipeline:
             self._background.relearn(grey, box)
             self._tracker.drop(track.track_id)
         return kept
+
+    def _adopt_standing(self, mask: GreyImage, frame: Frame) -> None:
+        """Give a track to each vehicle that stands in a no-parking zone where no track sees
+        it standing (only there does a stay's start matter to a rule)."""
+        assert self._tracker is not None and self._persistent is not None
+        assert self._geometry is not None
+        parking = self._geometry.parking
+        if not parking.zones:
+            return
+        self._window.append((frame.index, frame.ts_ms))
+        while len(self._window) > self._persistent.frames:
+            self._window.popleft()
+        standing = self._persistent.update(mask)
+        if standing is None:
+            return
+        since_frame, since_ts_ms = self._window[0]
+        self._tracker.adopt_standing(
+            find_blobs(standing, min_area_px=self._min_area_px),
+            frame=frame.index,
+            since_frame=since_frame,
+            since_ts_ms=since_ts_ms,
+            where=parking.in_zone,
+        )
 
     def _frozen_mask(self, grey: GreyImage) -> GreyImage | None:
         tracks = [t for t in self.tracks if t.established]
@@ -280,3 +313,20 @@ class DetectorPipeline:
             return event
         snapshot = self._evidence.save(event=event, frame=frame, scene=self.scene)
         return event.model_copy(update={"snapshot": snapshot})
+
+
+def _fill(mask: GreyImage, box_xywh: BoxXYWH) -> float:
+    """The foreground fraction of the mask inside the box (clipped to the frame).
+
+    >>> m = np.zeros((10, 10), np.uint8); m[0:5, 0:10] = 255
+    >>> _fill(m, (0.0, 0.0, 10.0, 10.0)), _fill(m, (0.0, 8.0, 4.0, 4.0))
+    (0.5, 0.0)
+    """
+    height, width = int(mask.shape[0]), int(mask.shape[1])
+    x0, y0 = max(round(box_xywh[0]), 0), max(round(box_xywh[1]), 0)
+    x1 = min(round(box_xywh[0] + box_xywh[2]), width)
+    y1 = min(round(box_xywh[1] + box_xywh[3]), height)
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    area = (x1 - x0) * (y1 - y0)
+    return float(np.count_nonzero(mask[y0:y1, x0:x1])) / area

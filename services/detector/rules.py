@@ -17,13 +17,11 @@ import numpy.typing as npt
 from services.common.events import ViolationType
 from services.detector.geometry import BoxXYWH, PointXY, crossing_fraction, point_in_polygon
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import Track
+from services.detector.tracker import Track, vehicle_shaped
 
 # A centre that passes just beyond a stop line's painted end still crossed it: scene files
 # are drawn by hand, and a box centre wobbles by a few pixels.
 SEGMENT_MARGIN = 0.05
-# Even an articulated bus is less than six times as long as it is wide.
-MAX_ASPECT = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +34,6 @@ class RuleHit:
     ts_ms: int
     box_xywh: BoxXYWH
     confidence: float
-
-
-def _vehicle_shaped(box: BoxXYWH) -> bool:
-    """Whether a box has a vehicle's proportions, seen from any side or from above."""
-    short, long = sorted((box[2], box[3]))
-    return short > 0 and long <= MAX_ASPECT * short
 
 
 def _confidence(track: Track) -> float:
@@ -68,8 +60,12 @@ class RedLightRule:
             or track.track_id in self._crossed
         ):
             return
-        if not _vehicle_shaped(track.box):
-            # A sliver along painted lines (a shaken kerb, a stop line) is no vehicle.
+        if not all(
+            box is not None and vehicle_shaped((box[2], box[3]))
+            for box in (track.previous_box, track.box)
+        ):
+            # A sliver along painted lines (a shaken kerb, a stop line) is no vehicle, and a
+            # sliver's track that is handed a vehicle's blob did not bring it across the line.
             return
         end = track.centre
         # A vehicle moves less than twice its length a frame; a longer jump is a track
@@ -124,6 +120,14 @@ class ParkingRule:
         self._zones = zones
         # (track id, first still frame): one event per stay, however long the stay lasts.
         self._reported: set[tuple[int, int]] = set()
+
+    @property
+    def zones(self) -> list[Zone]:
+        return list(self._zones)
+
+    def in_zone(self, point_xy: PointXY) -> bool:
+        """Whether the point lies in any no-parking zone."""
+        return any(point_in_polygon(point_xy, zone.polygon_xy) for zone in self._zones)
 
     def retain(self, track_ids: set[int]) -> None:
         """Forget the stays of tracks that have ended."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.detector.geometry import BoxXYWH, PointXY, box_centre, box_intersection, box_iou
@@ -34,6 +35,21 @@ PARTIAL_FRAMES = 5
 # vehicle merged with something else, not the vehicle moving.
 MERGE_COVER = 0.9
 MERGE_GROWTH = 2.0
+# Even an articulated bus is less than six times as long as it is wide.
+MAX_ASPECT = 6.0
+# A standing region that overlaps a track's box this much (IoU) is that track's vehicle.
+STANDING_IOU = 0.4
+# A region of persistent foreground has settled once its box has held (to this IoU) for
+# this many frames.
+SETTLED_IOU = 0.85
+SETTLE_FRAMES = 5
+# A track hidden in a merged blob must still have this much of its box in the foreground: a
+# blob's bounding box can span a vehicle's place without its pixels being there (a long thin
+# blob along a kerb, an L-shaped one round a corner), and the vehicle may have left.
+MIN_HIDDEN_FILL = 0.3
+
+# The foreground fraction of a box (0 to 1), from the frame's mask.
+FillFn = Callable[[BoxXYWH], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,17 @@ class _Sample:
     centre: PointXY
 
 
+@dataclass(frozen=True, slots=True)
+class _Standing:
+    """A region of persistent foreground: its box, the frame and time it has stood since,
+    and for how many frames running its box has held."""
+
+    box: BoxXYWH
+    frame: int
+    ts_ms: int
+    settled: int = 0
+
+
 @dataclass(eq=False)
 class Track:
     """One vehicle's state; ``box`` is in working pixels."""
@@ -72,6 +99,9 @@ class Track:
     # merge is a guess, and a rule must not see a guessed move as a crossing.
     previous_centre: PointXY | None = None
     observed_centre: PointXY | None = None
+    # The boxes of those two observations.
+    previous_box: BoxXYWH | None = None
+    observed_box: BoxXYWH | None = None
     # The frame of the last real observation, and the frames between it and the one before.
     observed_frame: int = 0
     observed_gap: int = 1
@@ -115,14 +145,22 @@ class Tracker:
         self._tracks: list[Track] = []
         self._next_id = 1
         self._first_frame: int | None = None
+        # Regions of persistent foreground in the last frame, for adopt_standing.
+        self._standing: list[_Standing] = []
         self._startup_frames = round(fps * self._settings.startup_s)
 
     @property
     def tracks(self) -> list[Track]:
         return list(self._tracks)
 
-    def update(self, boxes: list[BoxXYWH], *, frame: int, ts_ms: int) -> list[Track]:
-        """Associate this frame's blobs; returns the tracks that are still alive."""
+    def update(
+        self, boxes: list[BoxXYWH], *, frame: int, ts_ms: int, fill: FillFn | None = None
+    ) -> list[Track]:
+        """Associate this frame's blobs; returns the tracks that are still alive.
+
+        ``fill`` gives the foreground fraction of a box; without it, a blob is taken to fill
+        its bounding box.
+        """
         if self._first_frame is None:
             self._first_frame = frame
         predictions = {t.track_id: t.predicted(frame) for t in self._tracks}
@@ -134,7 +172,9 @@ class Tracker:
             covered = [
                 t
                 for t in self._tracks
-                if t.hits >= MIN_HITS and _covered_fraction(predictions[t.track_id], boxes[i]) > 0.6
+                if t.hits >= MIN_HITS
+                and _covered_fraction(predictions[t.track_id], boxes[i]) > 0.6
+                and (fill is None or fill(predictions[t.track_id]) >= MIN_HIDDEN_FILL)
             ]
             if len(covered) >= 2:
                 unmatched.discard(i)
@@ -171,6 +211,81 @@ class Tracker:
                 self._start(boxes[i], frame=frame, ts_ms=ts_ms, moved=self._arrived(frame))
         return list(self._tracks)
 
+    def adopt_standing(
+        self,
+        boxes: list[BoxXYWH],
+        *,
+        frame: int,
+        since_frame: int,
+        since_ts_ms: int,
+        where: Callable[[PointXY], bool] | None = None,
+    ) -> list[Track]:
+        """Start a standing track for each settled region of persistent foreground that no
+        track accounts for; returns the new tracks.
+
+        A vehicle that stops while its blob is merged with passing traffic is followed by a
+        track of the merged blob, which never stands still; its own place in the mask does.
+        A region grows while a vehicle pulls in, so it counts once its box has held for
+        ``SETTLE_FRAMES``; then, if shaped like a vehicle and neither held by a standing
+        track nor about to be by a track of about its size and place, it is a vehicle that
+        has stood since the window before the region was first seen (``since_frame`` then).
+        Regions seen in the start-up seconds may be ghosts, and are left, and so are those
+        whose centre is not ``where`` a stay matters.
+        """
+        candidates: list[_Standing] = []
+        for box in boxes:
+            # A region that grows (a vehicle pulling in) keeps its start; any other change
+            # (one vehicle leaving, another arriving) starts it afresh.
+            earlier = next(
+                (c for c in self._standing if _covered_fraction(c.box, box) > MERGE_COVER), None
+            )
+            if earlier is None:
+                candidates.append(_Standing(box=box, frame=since_frame, ts_ms=since_ts_ms))
+                continue
+            settled = earlier.settled + 1 if box_iou(earlier.box, box) >= SETTLED_IOU else 0
+            candidates.append(
+                _Standing(box=box, frame=earlier.frame, ts_ms=earlier.ts_ms, settled=settled)
+            )
+        self._standing = candidates
+        if not self._arrived(frame):
+            return []
+        adopted: list[Track] = []
+        for candidate in candidates:
+            box = candidate.box
+            if candidate.settled < SETTLE_FRAMES or not vehicle_shaped((box[2], box[3])):
+                continue
+            if where is not None and not where(box_centre(box)):
+                continue
+            if any(
+                (box_iou(track.box, box) >= STANDING_IOU and not track.coasting)
+                or (
+                    track.stationary
+                    and _same_place(track.box, box)
+                    and not _is_merge(box, track.box)
+                )
+                for track in self._tracks
+            ):
+                # A standing track holds it, or a seen track of its size is about to; a
+                # standing track of a merged blob holding it and more does not count.
+                continue
+            centre = box_centre(box)
+            track = Track(
+                track_id=self._next_id,
+                box=box,
+                origin=centre,
+                last_frame=frame,
+                size_wh=(box[2], box[3]),
+                hits=MIN_HITS,
+                moved=True,
+                anchor=centre,
+                still_since_frame=candidate.frame,
+                still_since_ts_ms=candidate.ts_ms,
+            )
+            self._next_id += 1
+            self._tracks.append(track)
+            adopted.append(track)
+        return adopted
+
     def drop(self, track_id: int) -> None:
         """Forget a track (one that turned out to be no vehicle)."""
         self._tracks = [t for t in self._tracks if t.track_id != track_id]
@@ -195,13 +310,19 @@ class Tracker:
             if track.stationary:
                 continue
             pred = predictions[track.track_id]
+            width, height = track.size_wh
+            # The track may hold only one piece: the rest of the vehicle lies within its
+            # missing length of that piece, on either side.
             margin = max(2.0, 0.15 * max(pred[2], pred[3]))
-            reach = (pred[0] - margin, pred[1] - margin, pred[2] + 2 * margin, pred[3] + 2 * margin)
+            reach = _grown(
+                pred,
+                margin_x=margin + max(0.0, width - pred[2]),
+                margin_y=margin + max(0.0, height - pred[3]),
+            )
             pieces = [b for b in joined if _covered_fraction(b, reach) > 0.8]
             if len(pieces) < 2:
                 continue
             union = _union(pieces)
-            width, height = track.size_wh
             if union[2] > 1.2 * width + 2 or union[3] > 1.2 * height + 2:
                 continue
             if any(
@@ -312,7 +433,7 @@ class Tracker:
         px, py, pw, ph = track.predicted(frame)
         cx, cy = px + pw / 2, py + ph / 2
         expected = (cx - width / 2, cy - height / 2, width, height)
-        if _covered_fraction(box, _grown(expected, 2.0)) < 0.8:
+        if _covered_fraction(box, _grown(expected, margin_x=2.0, margin_y=2.0)) < 0.8:
             track.partial = 0
             return box, whole
         track.partial += 1
@@ -325,6 +446,8 @@ class Tracker:
         track.coasting = False
         track.previous_centre = track.observed_centre
         track.observed_centre = track.centre
+        track.previous_box = track.observed_box
+        track.observed_box = track.box
         track.observed_gap = frame - track.observed_frame
         track.observed_frame = frame
 
@@ -357,9 +480,27 @@ class Tracker:
         if (track.samples[-1].ts_ms - first.ts_ms) < self._window_ms * 0.9:
             return
         if all(_distance(s.centre, centre) <= tol for s in track.samples):
+            if any(
+                other is not track and other.stationary and _same_place(other.box, track.box)
+                for other in self._tracks
+            ):
+                # Another track already stands here (one adopted from the persistent
+                # foreground while this one was following a merged blob): the same vehicle.
+                track.misses = self._max_missed + 1
+                return
             track.anchor = centre
             track.still_since_frame = first.frame
             track.still_since_ts_ms = first.ts_ms
+
+
+def vehicle_shaped(size_wh: tuple[float, float]) -> bool:
+    """Whether a box of this size has a vehicle's proportions, seen from any side or above.
+
+    >>> vehicle_shaped((12.0, 30.0)), vehicle_shaped((3.0, 25.0))
+    (True, False)
+    """
+    short, long = sorted(size_wh)
+    return short > 0 and long <= MAX_ASPECT * short
 
 
 def _distance(a: PointXY, b: PointXY) -> float:
@@ -372,6 +513,11 @@ def _covered_fraction(inner: BoxXYWH, outer: BoxXYWH) -> float:
     return box_intersection(inner, outer) / area if area > 0 else 0.0
 
 
+def _same_place(a: BoxXYWH, b: BoxXYWH) -> bool:
+    """Whether two boxes share a good part of the smaller one."""
+    return box_intersection(a, b) > 0.3 * min(a[2] * a[3], b[2] * b[3])
+
+
 def _is_merge(own: BoxXYWH, observed: BoxXYWH) -> bool:
     """Whether ``observed`` holds all of ``own`` and a good deal more besides."""
     return (
@@ -380,8 +526,8 @@ def _is_merge(own: BoxXYWH, observed: BoxXYWH) -> bool:
     )
 
 
-def _grown(box: BoxXYWH, margin: float) -> BoxXYWH:
-    return (box[0] - margin, box[1] - margin, box[2] + 2 * margin, box[3] + 2 * margin)
+def _grown(box: BoxXYWH, *, margin_x: float, margin_y: float) -> BoxXYWH:
+    return (box[0] - margin_x, box[1] - margin_y, box[2] + 2 * margin_x, box[3] + 2 * margin_y)
 
 
 def _union(boxes: list[BoxXYWH]) -> BoxXYWH:

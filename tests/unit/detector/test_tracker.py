@@ -1,0 +1,102 @@
+"""Tracker behaviour on hand-made blob sequences (working pixels, 10 fps)."""
+
+from __future__ import annotations
+
+from services.detector.geometry import BoxXYWH
+from services.detector.tracker import Tracker, TrackerSettings
+
+FPS = 10
+
+
+def step(tracker: Tracker, frame: int, boxes: list[BoxXYWH], *, fill: float | None = None) -> None:
+    tracker.update(
+        boxes,
+        frame=frame,
+        ts_ms=frame * 100,
+        fill=None if fill is None else (lambda _box: fill),
+    )
+
+
+def test_piece_of_a_vehicle_ahead_of_its_lagging_track_is_joined() -> None:
+    """A bus (16x52) drives up over paint of its own grey (y 80 to 87): the part on the paint
+    drops out of the mask, so the track's blob shrinks to the part behind the paint, and the
+    front comes back as a separate piece beyond it. The pieces are one vehicle."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    for frame in range(20):
+        top = 140.0 - 5 * frame
+        bottom = top + 52
+        if top >= 87:
+            pieces = [(160.0, top, 16.0, 52.0)]
+        else:
+            pieces = [(160.0, 87.0, 16.0, bottom - 87.0)]
+            if 80 - top >= 8:
+                pieces.append((160.0, top, 16.0, 80.0 - top))
+        step(tracker, frame, pieces)
+        (bus,) = tracker.tracks
+        assert bus.track_id == 1
+        assert bus.box[1] <= max(top, 87.0)
+
+
+def parked_pair(*, fill: float) -> Tracker:
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    left, right = (100.0, 100.0, 30.0, 14.0), (140.0, 100.0, 30.0, 14.0)
+    for frame in range(20):
+        step(tracker, frame, [left, right])
+    # One long blob spans both places (a kerb line lit up by a shaken frame, say).
+    for frame in range(20, 60):
+        step(tracker, frame, [(95.0, 98.0, 80.0, 18.0)], fill=fill)
+    return tracker
+
+
+def test_tracks_hidden_in_a_merged_blob_live_on_while_their_pixels_are_there() -> None:
+    assert len(parked_pair(fill=0.8).tracks) == 2
+
+
+def test_tracks_whose_place_is_empty_inside_a_merged_blob_end() -> None:
+    """A blob's bounding box spanning a vehicle's place is no sign of the vehicle if the
+    mask there is empty: it may have left."""
+    assert len(parked_pair(fill=0.05).tracks) == 1
+
+
+def settle(tracker: Tracker, first: int, last: int, region: BoxXYWH, merged: BoxXYWH) -> None:
+    """Frames where the persistent foreground holds ``region`` while the mask's only blob is
+    ``merged`` (the region and the traffic beside it)."""
+    for frame in range(first, last):
+        step(tracker, frame, [merged])
+        tracker.adopt_standing(
+            [region], frame=frame, since_frame=frame - FPS, since_ts_ms=(frame - FPS) * 100
+        )
+
+
+def test_vehicle_standing_inside_a_merged_blob_gets_a_standing_track() -> None:
+    """A car stops beside a queue; the mask's blob is the car and the queue together, and its
+    track follows the queue. Its place in the persistent foreground stands for it."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    car = (120.0, 106.0, 30.0, 14.0)
+    for frame in range(0, 10):
+        step(tracker, frame, [(40.0 + 8 * frame, 100.0, 60.0, 30.0)])
+    settle(tracker, 10, 30, car, (100.0, 95.0, 70.0, 30.0))
+    standing = [t for t in tracker.tracks if t.stationary]
+    assert [t.box for t in standing] == [car]
+    # It stood from the window before the region first showed, and settled: since frame 0.
+    assert standing[0].still_since_frame == 0
+    assert standing[0].established
+
+
+def test_standing_region_while_it_still_grows_or_already_tracked_is_not_adopted() -> None:
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    car = (120.0, 106.0, 30.0, 14.0)
+    for frame in range(0, 30):
+        step(tracker, frame, [car])
+        # The region grows as the car pulls in, then matches the car's own (standing) track.
+        region = (120.0, 106.0, min(30.0, 10.0 + frame), 14.0)
+        tracker.adopt_standing([region], frame=frame, since_frame=frame, since_ts_ms=frame * 100)
+    assert len(tracker.tracks) == 1
+
+
+def test_sliver_region_is_not_adopted() -> None:
+    """A kerb line lit up by a shaken frame stays put too, but has no vehicle's shape."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    sliver = (100.0, 104.0, 40.0, 3.0)
+    settle(tracker, 0, 20, sliver, (90.0, 95.0, 70.0, 30.0))
+    assert all(t.box != sliver for t in tracker.tracks)
