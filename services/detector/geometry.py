@@ -23,17 +23,32 @@ def box_centre(box_xywh: BoxXYWH) -> PointXY:
 
 
 def box_iou(a: BoxXYWH, b: BoxXYWH) -> float:
-    """Intersection over union of two ``x, y, w, h`` boxes (0 when either is empty)."""
+    """Intersection over union of two ``x, y, w, h`` boxes (0 when either is empty).
+
+    >>> box_iou((0, 0, 4, 4), (2, 0, 4, 4))
+    0.3333333333333333
+    """
     inter = box_intersection(a, b)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
 
 
 def box_intersection(a: BoxXYWH, b: BoxXYWH) -> float:
-    """The area two ``x, y, w, h`` boxes share."""
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    return max(w, 0.0) * max(h, 0.0)
+    """The area two ``x, y, w, h`` boxes share.
+
+    >>> box_intersection((0, 0, 4, 4), (2, 1, 4, 4)), box_intersection((0, 0, 4, 4), (5, 0, 1, 1))
+    (6, 0.0)
+    """
+    # The tracker calls this a few hundred times a frame, so it is written out: conditional
+    # expressions cost less than calls to min() and max(), and pick the same operand
+    # (min keeps the first of equals, max too), so the result is the same to the bit.
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    a_end, b_end = ax + aw, bx + bw
+    w = (b_end if b_end < a_end else a_end) - (bx if bx > ax else ax)
+    a_end, b_end = ay + ah, by + bh
+    h = (b_end if b_end < a_end else a_end) - (by if by > ay else ay)
+    return (0.0 if w < 0.0 else w) * (0.0 if h < 0.0 else h)
 
 
 def crossing_fraction(

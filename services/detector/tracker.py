@@ -168,13 +168,13 @@ class Tracker:
         unmatched = set(range(len(boxes)))
         updated: set[int] = set()
 
+        claimants = [(t, predictions[t.track_id]) for t in self._tracks if t.hits >= MIN_HITS]
         for i in sorted(unmatched):
             covered = [
                 t
-                for t in self._tracks
-                if t.hits >= MIN_HITS
-                and _covered_fraction(predictions[t.track_id], boxes[i]) > 0.6
-                and (fill is None or fill(predictions[t.track_id]) >= MIN_HIDDEN_FILL)
+                for t, prediction in claimants
+                if _covered_fraction(prediction, boxes[i]) > 0.6
+                and (fill is None or fill(prediction) >= MIN_HIDDEN_FILL)
             ]
             if len(covered) >= 2:
                 unmatched.discard(i)
@@ -544,6 +544,11 @@ def _match_score(predicted: BoxXYWH, box: BoxXYWH) -> float:
     iou = box_iou(predicted, box)
     if iou > 0:
         return 1.0 + iou
-    gate = max(predicted[2], predicted[3])
-    distance = _distance(box_centre(predicted), box_centre(box))
+    # Every track is scored against every blob each frame, and most pairs do not overlap:
+    # the gate and the centres' distance are written out, with the same arithmetic as
+    # max(), box_centre() and _distance() would do.
+    px, py, pw, ph = predicted
+    bx, by, bw, bh = box
+    gate = ph if ph > pw else pw
+    distance = math.hypot((px + pw / 2.0) - (bx + bw / 2.0), (py + ph / 2.0) - (by + bh / 2.0))
     return 1.0 - distance / gate if distance < gate else 0.0
