@@ -40,8 +40,13 @@ def lamp_levels(roi_grey: GreyImage) -> tuple[float, float, float]:
     levels = []
     for i in range(3):
         third = roi_grey[height * i // 3 : max(height * (i + 1) // 3, height * i // 3 + 1)]
-        flat = np.sort(third, axis=None)
-        levels.append(float(flat[-max(len(flat) // 4, 1) :].mean()))
+        size = third.size
+        top = max(size // 4, 1)
+        # Only which values are in the top quarter matters, not their order, so a partition
+        # will do; their integer sum over their count is the mean np.mean would give (the
+        # float64 sum of small integers is exact, and both divisions round the same quotient).
+        brightest = np.partition(third, size - top, axis=None)[size - top :]
+        levels.append(int(brightest.sum()) / top)
     return (levels[0], levels[1], levels[2])
 
 
@@ -64,7 +69,8 @@ class LampClassifier:
             self._off = [min(levels)] * 3
         self._off = [min(lv, off + self._leak) for lv, off in zip(levels, self._off, strict=True)]
         contrast = [lv - off for lv, off in zip(levels, self._off, strict=True)]
-        best = int(np.argmax(contrast))
+        # The first of equal maxima, as np.argmax picks, without making an array of three.
+        best = max(range(3), key=contrast.__getitem__)
         runner_up = max(c for i, c in enumerate(contrast) if i != best)
         if contrast[best] < self._min_contrast or runner_up > contrast[best] / 2:
             return LightState.UNKNOWN

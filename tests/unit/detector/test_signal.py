@@ -55,3 +55,37 @@ def test_timeline_confirms_and_backdates_changes() -> None:
     assert timeline.state_at(5) == LightState.GREEN
     assert timeline.state_at(7) == LightState.RED
     assert timeline.decided_through == len(readings) - 3
+
+
+def reference_lamp_levels(roi_grey: np.ndarray) -> tuple[float, ...]:
+    """The plain formulation: sort each third, mean of its brightest quarter."""
+    height = roi_grey.shape[0]
+    levels = []
+    for i in range(3):
+        third = roi_grey[height * i // 3 : max(height * (i + 1) // 3, height * i // 3 + 1)]
+        flat = np.sort(third, axis=None)
+        levels.append(float(flat[-max(len(flat) // 4, 1) :].mean()))
+    return tuple(levels)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_lamp_levels_match_sorting_formulation_exactly(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    height, width = int(rng.integers(1, 70)), int(rng.integers(1, 30))
+    # Few distinct values half the time, so the quarter's edge falls among equal values.
+    high = 256 if seed % 2 else 4
+    roi = rng.integers(0, high, (height, width), dtype=np.uint8)
+    assert lamp_levels(roi) == reference_lamp_levels(roi)
+
+
+@pytest.mark.parametrize(
+    ("levels", "expected"),
+    [
+        ((100.0, 100.0, 20.0), LightState.UNKNOWN),  # two lamps equally lit
+        ((20.0, 100.0, 100.0), LightState.UNKNOWN),
+        ((100.0, 20.0, 20.0), LightState.RED),
+        ((20.0, 20.0, 100.0), LightState.GREEN),
+    ],
+)
+def test_classify_first_reading(levels: tuple[float, float, float], expected: LightState) -> None:
+    assert LampClassifier().classify(levels) == expected
