@@ -9,8 +9,7 @@ observer, and evidence goes to an optional sink, both supplied by the caller.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
@@ -66,12 +65,12 @@ class PipelineObserver(Protocol):
 
 
 class _NullObserver:
-    @contextmanager
-    def _nothing(self) -> Iterator[None]:
-        yield
+    # One reusable do-nothing context for every stage of every frame: a generator-based
+    # context manager would be built afresh five times a frame.
+    _nothing: AbstractContextManager[None] = nullcontext()
 
     def stage(self, name: str) -> AbstractContextManager[None]:
-        return self._nothing()
+        return self._nothing
 
     def signal_changed(self, state: LightState) -> None:
         return None
