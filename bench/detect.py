@@ -141,7 +141,7 @@ def plot(rows: list[dict[str, Any]]) -> None:
     ax.bar(x + 0.2, [r["naive_fps"] for r in rows], 0.4, label="naive MOG2")
     ax.axhline(300, color="grey", linestyle="--", linewidth=1, label="goal at 1080p")
     ax.set_xticks(x, labels)
-    ax.set_ylabel("frames per second, one core")
+    ax.set_ylabel("frames per CPU second (fps per core)")
     ax.set_title("Detector throughput (JPEG in, events out)")
     ax.legend()
     fig.tight_layout()
