@@ -30,8 +30,8 @@ def find_blobs(mask: Mask, *, min_area_px: int) -> list[BoxXYWH]:
     count, _, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(
         mask[y0 : y + h, x0 : x + w], 8, cv2.CV_32S, cv2.CCL_BBDT
     )
-    # Most labels are specks below the area floor (dozens a frame): they are dropped in one
-    # array operation, and the rest read as Python ints in one call rather than per value.
+    # Specks below the area floor are dropped in one array operation, and the rest read as
+    # Python ints in one call rather than five int() conversions a label.
     kept = stats[1:count][stats[1:count, cv2.CC_STAT_AREA] >= min_area_px]
     return [
         (float(bx + x0), float(by + y0), float(bw), float(bh))
