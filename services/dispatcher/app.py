@@ -2,18 +2,19 @@
 
 No loss, no duplicates:
 
-- The agent takes events without acking them and hands them to one writer task, which
-  handles them batch after batch, in order. A batch is planned by the pure core, its dead
-  letters are produced, its entries are written to the control-center queue (retrying with
-  backoff while Redis is away), its state is sent to the tables' changelogs, and only once
-  the dead letters and the state are on the broker are its events acked. faust commits
-  only acked offsets.
+- The consumer fetches, and faust's conductor puts each message into the topic's buffer.
+  One writer task takes from it batch after batch, in order, with no faust agent or stream
+  in between. A batch is planned by the pure core, its dead letters are produced, its
+  entries are written to the control-center queue in one call (retrying with backoff while
+  Redis is away), its state is sent to the tables' changelogs, and only once the dead
+  letters and the state are on the broker are its events acked. faust commits only acked
+  offsets.
 - A crash anywhere before the commit means redelivery. The queue's append and repeat are
   idempotent per violation id, so a redelivered event never creates a second entry.
-- While the writer is busy the agent keeps taking events, so fetching and writing overlap
-  and batches grow with the load. At most ``batch.max_events`` wait beside the batch being
-  written; then the agent waits, faust stops fetching once the stream buffer
-  (``stream_buffer_maxsize``) is full, and memory stays bounded while Redis is away.
+- While the writer is busy the consumer keeps fetching into the buffer, so fetching and
+  writing overlap and batches grow with the load (up to ``batch.max_events``). Once the
+  buffer holds ``stream_buffer_maxsize`` events, faust stops fetching, so memory stays
+  bounded while Redis is away.
 
 Scale-out: run more processes with the same app id; they share the consumer group, and each
 table partition follows its source partition.
@@ -261,19 +262,26 @@ def ack(app: faust.App, message: Message) -> None:
 
 
 async def write_in_order(
-    app: faust.App, source: faust.TopicT, handler: BatchHandler, *, batch: BatchSettings
+    app: faust.App,
+    subscription: faust.ChannelT[bytes],
+    handler: BatchHandler,
+    *,
+    batch: BatchSettings,
 ) -> None:
     """Handle batch after batch, acking each one's events only once it is handled.
 
-    faust's conductor decodes each fetched message into ``source.queue`` (a flow-controlled
-    queue, cleared on rebalance); this reads it in batches, with no faust stream or agent
-    in between. Those cost about 20 event-loop callbacks a message, more than the rest of
-    its path. Once ``stream_buffer_maxsize`` events wait, the consumer pauses fetching, so
-    memory stays bounded while Redis is away.
+    faust's conductor puts each fetched message into the subscription's queue
+    (flow-controlled, cleared on rebalance); this reads it in batches, with no faust stream
+    or agent in between: those cost about 20 event-loop callbacks a message. Once
+    ``stream_buffer_maxsize`` events wait, the consumer pauses fetching, so memory stays
+    bounded while Redis is away.
     """
     while True:
         events = await take_batch(
-            app, source.queue, max_events=batch.max_events, max_wait_s=batch.max_wait_ms / 1000
+            app,
+            subscription.queue,
+            max_events=batch.max_events,
+            max_wait_s=batch.max_wait_ms / 1000,
         )
         if not events:
             continue
@@ -307,7 +315,7 @@ def build_app(
         # A dead letter may be as big as the largest accepted message.
         producer_max_request_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
         consumer_max_fetch_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
-        # Bounds memory while Redis is away: fetching pauses once this many wait per partition.
+        # Bounds memory while Redis is away: fetching pauses once this many events wait.
         stream_buffer_maxsize=2 * config.batch.max_events,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -334,12 +342,14 @@ def build_app(
         counters=counters,
     )
 
-    # Subscribed like an agent's topic, but read by the writer task in batches.
-    app.topics.add(source)
+    # Subscribed as an agent's stream subscribes (``Topic.__aiter__``): the conductor fills
+    # the clone's queue, and waits for room there (``Channel.put``) when it is full.
+    subscription = source.clone(is_iterator=True)
+    app.topics.add(cast(faust.TopicT, subscription))
 
     async def writer() -> None:
         try:
-            await write_in_order(app, source, handler, batch=config.batch)
+            await write_in_order(app, subscription, handler, batch=config.batch)
         finally:
             await queue.close()
 
