@@ -49,6 +49,7 @@ from services.dispatcher.core import (
 )
 from services.dispatcher.executor import PlanExecutor
 from services.dispatcher.metrics import DispatcherMetrics, instrument
+from services.dispatcher.transport import App
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +300,7 @@ def build_app(
     """Wire topics, tables, the agent, the prune timer and ``/metrics`` into a faust app."""
     config = settings.config
     partitions = settings.source_partitions
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",
