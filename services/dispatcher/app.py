@@ -2,19 +2,18 @@
 
 No loss, no duplicates:
 
-- The consumer fetches, and faust's conductor puts each message into the topic's buffer.
-  One writer task takes from it batch after batch, in order, with no faust agent or stream
-  in between. A batch is planned by the pure core, its dead letters are produced, its
-  entries are written to the control-center queue in one call (retrying with backoff while
-  Redis is away), its state is sent to the tables' changelogs, and only once the dead
-  letters and the state are on the broker are its events acked. faust commits only acked
-  offsets.
+- The agent takes events without acking them and hands them to one writer task, which
+  handles them batch after batch, in order. A batch is planned by the pure core, its dead
+  letters are produced, its entries are written to the control-center queue in one call
+  (retrying with backoff while Redis is away), its state is sent to the tables' changelogs,
+  and only once the dead letters and the state are on the broker are its events acked.
+  faust commits only acked offsets.
 - A crash anywhere before the commit means redelivery. The queue's append and repeat are
   idempotent per violation id, so a redelivered event never creates a second entry.
-- While the writer is busy the consumer keeps fetching into the buffer, so fetching and
-  writing overlap and batches grow with the load (up to ``batch.max_events``). Once the
-  buffer holds ``stream_buffer_maxsize`` events, faust stops fetching, so memory stays
-  bounded while Redis is away.
+- While the writer is busy the agent keeps taking events, so fetching and writing overlap
+  and batches grow with the load. At most ``batch.max_events`` wait beside the batch being
+  written; then the agent waits, faust stops fetching once the stream buffer
+  (``stream_buffer_maxsize``) is full, and memory stays bounded while Redis is away.
 
 Scale-out: run more processes with the same app id; they share the consumer group, and each
 table partition follows its source partition.
@@ -23,6 +22,7 @@ table partition follows its source partition.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
@@ -32,7 +32,7 @@ from typing import Any, TypeVar, cast
 
 import faust
 from faust.tables.base import Collection
-from faust.types import EventT, Message, TableT
+from faust.types import EventT, TableT
 from prometheus_client import CollectorRegistry
 
 from services.common.config.catalogue import Catalogue
@@ -40,7 +40,7 @@ from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
 from services.common.queue import (
     ControlCenterQueue,
 )
-from services.dispatcher.config import BatchSettings, DispatchConfig
+from services.dispatcher.config import DispatchConfig
 from services.dispatcher.core import (
     DeadLetter,
     Dispatcher,
@@ -227,68 +227,71 @@ async def send_changelog(
     return delivery
 
 
-async def take_batch(
-    app: faust.App, queue: asyncio.Queue[EventT[bytes]], *, max_events: int, max_wait_s: float
-) -> list[EventT[bytes]]:
-    """The oldest buffered events, at most ``max_events``, tracked as unacked by the consumer.
+class PendingBatches:
+    """Events taken from the stream and not yet written: the hand-over to the writer.
 
-    Waits for a first event, then, if fewer than ``max_events`` wait, ``max_wait_s`` for
-    the batch to fill: a few events when idle, ``max_events`` under a backlog.
+    The agent adds events one at a time as faust delivers them; the writer, whenever it is
+    free, takes everything that waits (at most ``max_events``, after waiting at most
+    ``max_wait_s`` for a batch to fill). Fetching and writing overlap, and a batch grows with
+    the load: a few events when idle, ``max_events`` under a backlog.
+    Once ``max_events`` wait, the agent stops taking events, faust's stream buffer fills and
+    the consumer pauses fetching, so memory stays bounded while Redis is away.
     """
-    first = await queue.get()
-    if queue.qsize() + 1 < max_events:
-        await asyncio.sleep(max_wait_s)
-    events = [first]
-    events += (queue.get_nowait() for _ in range(min(max_events - 1, queue.qsize())))
-    return [event for event in events if track(app, event.message)]
 
+    def __init__(self, *, max_events: int, max_wait_s: float) -> None:
+        self._events: list[EventT[bytes]] = []
+        self._max_events = max_events
+        self._max_wait_s = max_wait_s
+        self._waiting = asyncio.Event()
+        self._full = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
 
-def track(app: faust.App, message: Message) -> bool:
-    """Do what faust's stream does as it takes a message; returns False for one to skip.
+    async def add(self, event: EventT[bytes], *, writer: asyncio.Future[None]) -> None:
+        """Queue ``event``; waits while the buffer is full. Raises what stopped the writer."""
+        if writer.done():
+            writer.result()
+            raise RuntimeError("the dispatch writer stopped")
+        self._events.append(event)
+        self._waiting.set()
+        if len(self._events) >= self._max_events:
+            self._full.set()
+            self._room.clear()
+            room = asyncio.ensure_future(self._room.wait())
+            waiters: set[asyncio.Future[Any]] = {room, writer}
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                room.cancel()
 
-    A message fetched before a rebalance is skipped: the consumer seeks back to the
-    committed offsets and fetches it again. A tracked message is one the consumer waits
-    to be acked before it stops or gives up a partition.
-    """
-    if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
-        return False
-    app.consumer.track_message(message)
-    return True
+    async def take(self) -> list[EventT[bytes]]:
+        """The oldest waiting events, at most ``max_events``.
 
-
-def ack(app: faust.App, message: Message) -> None:
-    """Mark ``message`` done: its offset may be committed."""
-    if message.ack(app.consumer):
-        app.sensors.on_message_out(message.tp, message.offset, message)
+        Waits for a first event, then at most ``max_wait_s`` for the batch to fill.
+        """
+        await self._waiting.wait()
+        if len(self._events) < self._max_events:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), timeout=self._max_wait_s)
+        batch = self._events[: self._max_events]
+        del self._events[: self._max_events]
+        if not self._events:
+            self._waiting.clear()
+        if len(self._events) < self._max_events:
+            self._full.clear()
+            self._room.set()
+        return batch
 
 
 async def write_in_order(
-    app: faust.App,
-    subscription: faust.ChannelT[bytes],
-    handler: BatchHandler,
-    *,
-    batch: BatchSettings,
+    pending: PendingBatches, handler: BatchHandler, stream: faust.StreamT[bytes]
 ) -> None:
-    """Handle batch after batch, acking each one's events only once it is handled.
-
-    faust's conductor puts each fetched message into the subscription's queue
-    (flow-controlled, cleared on rebalance); this reads it in batches, with no faust stream
-    or agent in between: those cost about 20 event-loop callbacks a message. Once
-    ``stream_buffer_maxsize`` events wait, the consumer pauses fetching, so memory stays
-    bounded while Redis is away.
-    """
+    """Handle batch after batch, acking each one's events only once it is handled."""
     while True:
-        events = await take_batch(
-            app,
-            subscription.queue,
-            max_events=batch.max_events,
-            max_wait_s=batch.max_wait_ms / 1000,
-        )
-        if not events:
-            continue
+        events = await pending.take()
         await handler.handle(events)
         for event in events:
-            ack(app, event.message)
+            await stream.ack(event)
 
 
 def build_app(
@@ -316,7 +319,7 @@ def build_app(
         # A dead letter may be as big as the largest accepted message.
         producer_max_request_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
         consumer_max_fetch_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
-        # Bounds memory while Redis is away: fetching pauses once this many events wait.
+        # Bounds memory while Redis is away: fetching pauses once this many wait per partition.
         stream_buffer_maxsize=2 * config.batch.max_events,
         web_bind=settings.web_host,
         web_port=settings.web_port,
@@ -343,19 +346,22 @@ def build_app(
         counters=counters,
     )
 
-    # Subscribed as an agent's stream subscribes (``Topic.__aiter__``): the conductor fills
-    # the clone's queue, and waits for room there (``Channel.put``) when it is full.
-    subscription = source.clone(is_iterator=True)
-    app.topics.add(cast(faust.TopicT, subscription))
-
-    async def writer() -> None:
+    @app.agent(source, name="dispatch")
+    async def dispatch(stream: faust.StreamT[bytes]) -> None:
+        # Acks are ours: an event is acked only once its batch is written.
+        stream.enable_acks = False
+        pending = PendingBatches(
+            max_events=config.batch.max_events, max_wait_s=config.batch.max_wait_ms / 1000
+        )
+        writer = asyncio.ensure_future(write_in_order(pending, handler, stream))
         try:
-            await write_in_order(app, subscription, handler, batch=config.batch)
+            async for event in stream.events():
+                await pending.add(event, writer=writer)
         finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
             await queue.close()
-
-    # A task that raises crashes the worker: nothing is acked past a batch it failed on.
-    app.task(writer)
 
     async def prune_state() -> None:
         dropped = await handler.prune()
