@@ -314,8 +314,9 @@ async def take_events(
     This is the part of a faust stream the dispatcher needs, without the rest: a stream
     costs about 20 event-loop callbacks an event (a ``wait_first`` of four tasks, sensors,
     the agent's actor), more than everything else on the event's path. Events are taken
-    at once, as a stream takes them, because faust clears that buffer on a rebalance and
-    on recovery, and it only fetches them again if they were never taken.
+    at once, as a stream takes them: faust clears that buffer on a rebalance and on
+    recovery, and letting them wait there for a batch to fill stalled commits after a
+    restart.
     """
     writer = asyncio.ensure_future(write_in_order(app, pending, handler))
     queue = subscription.queue
