@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -101,23 +102,28 @@ def dispatch(
         raise fail(str(exc)) from None
     bootstrap_servers = _kafka_servers(bus)
     dlq_topic = f"{topic}.dlq"
-    settings = DispatcherSettings(
-        bootstrap_servers=bootstrap_servers,
-        source_partitions=_ensure_topics(
-            bootstrap_servers, topic=topic, dlq_topic=dlq_topic, config=config
-        ),
-        config=config,
-        catalogue=catalogue,
-        app_id=group,
-        topic=topic,
-        dlq_topic=dlq_topic,
-        web_port=metrics_port,
+    source_partitions = _ensure_topics(
+        bootstrap_servers, topic=topic, dlq_topic=dlq_topic, config=config
     )
-    app = build_app(
-        settings, queue=open_queue(queue, prefix=queue_prefix), registry=CollectorRegistry()
-    )
-    # The worker installs the SIGTERM/SIGINT handlers and stops the app cleanly on them.
-    faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
+    # faust wants a data directory; ours only ever holds empty table folders, so it is a
+    # temporary one rather than ``<group>-data`` left in the working directory.
+    with tempfile.TemporaryDirectory(prefix=f"{group}-") as datadir:
+        settings = DispatcherSettings(
+            bootstrap_servers=bootstrap_servers,
+            source_partitions=source_partitions,
+            config=config,
+            catalogue=catalogue,
+            datadir=Path(datadir),
+            app_id=group,
+            topic=topic,
+            dlq_topic=dlq_topic,
+            web_port=metrics_port,
+        )
+        app = build_app(
+            settings, queue=open_queue(queue, prefix=queue_prefix), registry=CollectorRegistry()
+        )
+        # The worker installs the SIGTERM/SIGINT handlers and stops the app cleanly on them.
+        faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
 
 
 def register(app: typer.Typer) -> None:

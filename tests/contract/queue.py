@@ -163,6 +163,10 @@ class QueueContract:
             assert [e.violation_id for e in await q.read()] == [
                 str(fields(n)["violation_id"]) for n in (0, 1, 2, 9)
             ]
+            twice = [PendingEntry(fields=fields(7), queue="wuzhen")] * 2
+            created, repeated = await q.append_many(twice)
+            assert (created.created, repeated.created) == (True, False)
+            assert repeated.entry_id == created.entry_id
             await q.close()
 
         run(scenario())
