@@ -139,6 +139,10 @@ class DetectorPipeline:
         # (index, ts_ms) of the frames in that window.
         self._persistent: PersistentForeground | None = None
         self._window: deque[tuple[int, int]] = deque()
+        # The no-parking zones grown by a few pixels: vehicles stand there, often on
+        # hatching, and a stay is timed from their mask, so a shaking camera's paint is
+        # not cut out of it there (SelectiveBackground.apply's ``whole``).
+        self._zones_mask: GreyImage | None = None
 
     @property
     def signal_state(self) -> LightState:
@@ -163,7 +167,9 @@ class DetectorPipeline:
                 self._read_signal(grey, geometry.light_roi, frame.index)
 
         with self._observer.stage("motion"):
-            mask = self._background.apply(grey, frozen=self._frozen_mask(grey))
+            mask = self._background.apply(
+                grey, frozen=self._frozen_mask(grey), whole=self._zones_mask
+            )
             blobs = find_blobs(mask, min_area_px=self._min_area_px)
 
         with self._observer.stage("track"):
@@ -204,6 +210,11 @@ class DetectorPipeline:
             moved_px=settings.moved_frac * work_w,
         )
         self._tracker = Tracker(fps=self.scene.fps, settings=tracker_settings)
+        if self._geometry.parking.zones:
+            zones = np.zeros((work_h, work_w), np.uint8)
+            for zone in self._geometry.parking.zones:
+                cv2.fillPoly(zones, [np.round(zone.polygon_xy).astype(np.int32)], 255)
+            self._zones_mask = np.asarray(cv2.dilate(zones, np.ones((7, 7), np.uint8)), np.uint8)
         self._persistent = PersistentForeground(
             frames=round(self.scene.fps * tracker_settings.stationary_window_s)
         )

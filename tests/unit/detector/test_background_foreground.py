@@ -123,3 +123,35 @@ def test_median_is_numpys(size: int, kind: str) -> None:
     median = _median(values.copy())
     assert isinstance(median, np.float32)
     assert median == np.median(values)
+
+
+def shaken_street(frame: int, *, car: bool) -> U8:
+    """Thin painted lines seen by a camera that shakes by one source pixel: the source is
+    twice the working size, so a 2-px line is one sharp working pixel or two half-bright
+    ones, as the shake takes it."""
+    road = np.full((180, 640), 80.0, np.float32)
+    road[:, 300:302] = 220  # a lane line
+    road[:, 340:342] = 200  # and a second one
+    shift = (-1, 0, 1, 1, 0, -1, 0, 1)[frame % 8]
+    source = np.roll(road, shift, axis=1)
+    if car:
+        source[60:120, 290:320] = 40  # a dark car standing on the first line
+    working = cv2.resize(source, (320, 180), interpolation=cv2.INTER_AREA)
+    return np.asarray(np.clip(np.rint(working), 0, 255), dtype=np.uint8)
+
+
+def test_a_shaken_painted_line_is_no_foreground_but_a_car_on_it_is() -> None:
+    background = SelectiveBackground(fps=10.0)
+    for index in range(40):
+        mask = background.apply(shaken_street(index, car=False))
+        assert np.count_nonzero(mask) == 0, f"frame {index}"
+    mask = background.apply(shaken_street(40, car=True))
+    assert np.count_nonzero(mask[62:118, 147:158]) > 0.9 * 56 * 11
+
+
+def test_where_the_mask_is_kept_whole_a_shaken_line_still_shows() -> None:
+    # The no-parking zones: vehicles stand on hatching there, so nothing is cut out.
+    background = SelectiveBackground(fps=10.0)
+    whole = np.full((180, 320), 255, np.uint8)
+    masks = [background.apply(shaken_street(index, car=False), whole=whole) for index in range(40)]
+    assert any(np.count_nonzero(mask) for mask in masks)
