@@ -2,8 +2,7 @@
 
 No loss, no duplicates:
 
-- One task takes events from the topic's buffer as faust's consumer fills it, without a
-  faust agent or stream, and hands them unacked to one writer task, which
+- The agent takes events without acking them and hands them to one writer task, which
   handles them batch after batch, in order. A batch is planned by the pure core, its dead
   letters are produced, its entries are written to the control-center queue in one call
   (retrying with backoff while Redis is away), its state is sent to the tables' changelogs,
@@ -11,9 +10,9 @@ No loss, no duplicates:
   faust commits only acked offsets.
 - A crash anywhere before the commit means redelivery. The queue's append and repeat are
   idempotent per violation id, so a redelivered event never creates a second entry.
-- While the writer is busy events keep being taken, so fetching and writing overlap
+- While the writer is busy the agent keeps taking events, so fetching and writing overlap
   and batches grow with the load. At most ``batch.max_events`` wait beside the batch being
-  written; then taking waits, faust stops fetching once the topic's buffer
+  written; then the agent waits, faust stops fetching once the stream buffer
   (``stream_buffer_maxsize``) is full, and memory stays bounded while Redis is away.
 
 Scale-out: run more processes with the same app id; they share the consumer group, and each
@@ -33,7 +32,7 @@ from typing import Any, TypeVar, cast
 
 import faust
 from faust.tables.base import Collection
-from faust.types import EventT, Message, TableT
+from faust.types import EventT, TableT
 from prometheus_client import CollectorRegistry
 
 from services.common.config.catalogue import Catalogue
@@ -50,7 +49,6 @@ from services.dispatcher.core import (
 )
 from services.dispatcher.executor import PlanExecutor
 from services.dispatcher.metrics import DispatcherMetrics, instrument
-from services.dispatcher.transport import App
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +227,13 @@ async def send_changelog(
 
 
 class PendingBatches:
-    """Events taken from the topic's buffer and not yet written: the hand-over to the writer.
+    """Events taken from the stream and not yet written: the hand-over to the writer.
 
-    ``take_events`` adds events one at a time as faust delivers them; the writer, whenever it is
+    The agent adds events one at a time as faust delivers them; the writer, whenever it is
     free, takes everything that waits (at most ``max_events``, after waiting at most
     ``max_wait_s`` for a batch to fill). Fetching and writing overlap, and a batch grows with
     the load: a few events when idle, ``max_events`` under a backlog.
-    Once ``max_events`` wait, no more events are taken, faust's buffer for the topic fills and
+    Once ``max_events`` wait, the agent stops taking events, faust's stream buffer fills and
     the consumer pauses fetching, so memory stays bounded while Redis is away.
     """
 
@@ -284,60 +282,15 @@ class PendingBatches:
         return batch
 
 
-def track(app: faust.App, message: Message) -> bool:
-    """Do what a faust stream does as it takes a message; returns False for one to skip.
-
-    A message fetched before a rebalance is skipped: the consumer seeks back to the
-    committed offsets and fetches it again. A tracked message is one that the consumer
-    waits to see acked before it stops or gives up a partition.
-    """
-    if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
-        return False
-    app.consumer.track_message(message)
-    return True
-
-
-def ack(app: faust.App, message: Message) -> None:
-    """Mark ``message`` done, as a stream's ack does: its offset may be committed."""
-    if message.ack(app.consumer):
-        app.sensors.on_message_out(message.tp, message.offset, message)
-
-
-async def take_events(
-    app: faust.App,
-    subscription: faust.ChannelT[bytes],
-    pending: PendingBatches,
-    handler: BatchHandler,
+async def write_in_order(
+    pending: PendingBatches, handler: BatchHandler, stream: faust.StreamT[bytes]
 ) -> None:
-    """Move events from the subscription's buffer to ``pending`` as soon as they arrive.
-
-    This is the part of a faust stream the dispatcher needs, without the rest: a stream
-    costs about 20 event-loop callbacks an event (a ``wait_first`` of four tasks, sensors,
-    the agent's actor), more than everything else on the event's path. Events are taken
-    at once, as a stream takes them: faust clears that buffer on a rebalance and on
-    recovery, and letting them wait there for a batch to fill stalled commits after a
-    restart.
-    """
-    writer = asyncio.ensure_future(write_in_order(app, pending, handler))
-    queue = subscription.queue
-    try:
-        while True:
-            event = await queue.get()
-            if track(app, event.message):
-                await pending.add(event, writer=writer)
-    finally:
-        writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await writer
-
-
-async def write_in_order(app: faust.App, pending: PendingBatches, handler: BatchHandler) -> None:
     """Handle batch after batch, acking each one's events only once it is handled."""
     while True:
         events = await pending.take()
         await handler.handle(events)
         for event in events:
-            ack(app, event.message)
+            await stream.ack(event)
 
 
 def build_app(
@@ -346,10 +299,10 @@ def build_app(
     queue: ControlCenterQueue,
     registry: CollectorRegistry,
 ) -> faust.App:
-    """Wire topics, tables, the dispatch task, the prune timer and ``/metrics`` into an app."""
+    """Wire topics, tables, the agent, the prune timer and ``/metrics`` into a faust app."""
     config = settings.config
     partitions = settings.source_partitions
-    app = App(
+    app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",
@@ -392,22 +345,22 @@ def build_app(
         counters=counters,
     )
 
-    # Subscribed as an agent's stream subscribes (``Topic.__aiter__``): the conductor fills
-    # the clone's buffer, and waits for room there (``Channel.put``) when it is full.
-    subscription = source.clone(is_iterator=True)
-    app.topics.add(cast(faust.TopicT, subscription))
-
-    async def dispatch() -> None:
+    @app.agent(source, name="dispatch")
+    async def dispatch(stream: faust.StreamT[bytes]) -> None:
+        # Acks are ours: an event is acked only once its batch is written.
+        stream.enable_acks = False
         pending = PendingBatches(
             max_events=config.batch.max_events, max_wait_s=config.batch.max_wait_ms / 1000
         )
+        writer = asyncio.ensure_future(write_in_order(pending, handler, stream))
         try:
-            await take_events(app, subscription, pending, handler)
+            async for event in stream.events():
+                await pending.add(event, writer=writer)
         finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
             await queue.close()
-
-    # A task that raises crashes the worker: nothing is acked past a batch that failed.
-    app.task(dispatch)
 
     async def prune_state() -> None:
         dropped = await handler.prune()
