@@ -21,6 +21,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.detector.geometry import BoxXYWH, PointXY, box_centre, box_intersection, box_iou
 
@@ -268,21 +269,15 @@ class Tracker:
                 # A standing track holds it, or a seen track of its size is about to; a
                 # standing track of a merged blob holding it and more does not count.
                 continue
-            centre = box_centre(box)
-            track = Track(
-                track_id=self._next_id,
-                box=box,
-                origin=centre,
-                last_frame=frame,
-                size_wh=(box[2], box[3]),
+            track = self._new_track(
+                box,
+                frame=frame,
                 hits=MIN_HITS,
                 moved=True,
-                anchor=centre,
+                anchor=box_centre(box),
                 still_since_frame=candidate.frame,
                 still_since_ts_ms=candidate.ts_ms,
             )
-            self._next_id += 1
-            self._tracks.append(track)
             adopted.append(track)
         return adopted
 
@@ -347,18 +342,22 @@ class Tracker:
         return frame - (self._first_frame or 0) > self._startup_frames
 
     def _start(self, box: BoxXYWH, *, frame: int, ts_ms: int, moved: bool) -> None:
-        centre = box_centre(box)
+        track = self._new_track(box, frame=frame, moved=moved)
+        track.samples.append(_Sample(frame=frame, ts_ms=ts_ms, centre=track.origin))
+
+    def _new_track(self, box: BoxXYWH, *, frame: int, **state: Any) -> Track:
+        """Register a track first seen at ``box`` in ``frame``; ``state`` sets its other fields."""
         track = Track(
             track_id=self._next_id,
             box=box,
-            origin=centre,
+            origin=box_centre(box),
             last_frame=frame,
             size_wh=(box[2], box[3]),
-            moved=moved,
+            **state,
         )
-        track.samples.append(_Sample(frame=frame, ts_ms=ts_ms, centre=centre))
         self._next_id += 1
         self._tracks.append(track)
+        return track
 
     def _coast(self, track: Track, box: BoxXYWH, *, frame: int, missed: bool = False) -> None:
         """Move the track along its prediction without evidence from this frame."""
