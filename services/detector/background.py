@@ -189,11 +189,15 @@ class SelectiveBackground:
         cv2.threshold(s.expected, 255.0, 255.0, cv2.THRESH_TRUNC, dst=s.expected)
         # Only what lies outside the background's 3x3 range counts, so a one-pixel shake does
         # not light up every painted edge.
-        cv2.dilate(s.expected, _KERNEL_3, dst=s.high)
-        cv2.erode(s.expected, _KERNEL_3, dst=s.low)
-        cv2.subtract(s.frame, s.high, dst=s.brighter)
-        cv2.subtract(s.low, s.frame, dst=s.darker)
-        cv2.max(s.brighter, s.darker, dst=s.excess)
+        _outside_range(
+            s.frame,
+            s.expected,
+            high=s.high,
+            low=s.low,
+            above=s.brighter,
+            below=s.darker,
+            out=s.excess,
+        )
         cv2.subtract(s.high, s.low, dst=s.edge_allowance)
         # Light thrown on the road (headlight beams, a street lamp) brightens it without
         # adding the edges a vehicle brings: a brighter pixel whose neighbourhood shows no
@@ -282,13 +286,32 @@ def _drop_shaken_paint(s: _Scratch) -> None:
     lies within the frame's own 3x3 range, whereas a vehicle hides the road the background
     holds. On paint the excess is the lesser of the two (a vehicle there loses its rim).
     """
-    cv2.dilate(s.frame, _KERNEL_3, dst=s.frame_high)
-    cv2.erode(s.frame, _KERNEL_3, dst=s.frame_low)
-    cv2.subtract(s.expected, s.frame_high, dst=s.frame_high)
-    cv2.subtract(s.frame_low, s.expected, dst=s.frame_low)
-    cv2.max(s.frame_high, s.frame_low, dst=s.frame_high)
-    cv2.min(s.excess, s.frame_high, dst=s.frame_high)
-    cv2.copyTo(s.frame_high, s.painted, s.excess)
+    hi, lo = s.frame_high, s.frame_low
+    _outside_range(s.expected, s.frame, high=hi, low=lo, above=hi, below=lo, out=hi)
+    cv2.min(s.excess, hi, dst=hi)
+    cv2.copyTo(hi, s.painted, s.excess)
+
+
+def _outside_range(
+    values: npt.NDArray[np.float32],
+    around: npt.NDArray[np.float32],
+    *,
+    high: npt.NDArray[np.float32],
+    low: npt.NDArray[np.float32],
+    above: npt.NDArray[np.float32],
+    below: npt.NDArray[np.float32],
+    out: npt.NDArray[np.float32],
+) -> None:
+    """``out``: how far ``values`` lie outside the 3x3 range of ``around`` (0 inside it).
+
+    Leaves that range in ``high``/``low`` and the one-sided excesses in ``above``/``below``;
+    a caller that needs none of them may pass the same buffers (OpenCV works in place).
+    """
+    cv2.dilate(around, _KERNEL_3, dst=high)
+    cv2.erode(around, _KERNEL_3, dst=low)
+    cv2.subtract(values, high, dst=above)
+    cv2.subtract(low, values, dst=below)
+    cv2.max(above, below, dst=out)
 
 
 def _above(values: npt.NDArray[np.float32], threshold: float, *, out: Mask) -> Mask:
