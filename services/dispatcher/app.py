@@ -49,6 +49,7 @@ from services.dispatcher.core import (
 )
 from services.dispatcher.executor import PlanExecutor
 from services.dispatcher.metrics import DispatcherMetrics, instrument
+from services.dispatcher.transport import App
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,11 @@ class GroupTableView(Mapping[str, GroupState]):
 
     def __getitem__(self, key: str) -> GroupState:
         return GroupState.from_dict(self._store[key])
+
+    def get(self, key: str, default: Any = None) -> Any:
+        # Most keys are new: Mapping.get would raise and catch a KeyError for each of them.
+        value = self._store.get(key)
+        return default if value is None else GroupState.from_dict(value)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._store)
@@ -302,7 +308,7 @@ def build_app(
     """Wire topics, tables, the agent, the prune timer and ``/metrics`` into a faust app."""
     config = settings.config
     partitions = settings.source_partitions
-    app = faust.App(
+    app = App(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",

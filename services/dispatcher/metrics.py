@@ -6,11 +6,14 @@ and the faust web server serves both on ``/metrics``.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 from faust import web
 from faust.sensors.prometheus import MS_LATENCY_BUCKETS, FaustMetrics, PrometheusMonitor
+from faust.types import StreamT
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
 
@@ -98,6 +101,26 @@ class DispatcherMetrics:
         )
 
 
+class StreamLabelCachingMonitor(PrometheusMonitor):
+    """faust's prometheus sensor, working out each stream's label once.
+
+    faust derives it (a regex over the stream's repr) for every event, a sixth of what its
+    sensors cost the dispatcher per event; a stream's label never changes.
+    """
+
+    def __init__(self, *, metrics: FaustMetrics) -> None:
+        super().__init__(metrics=metrics)
+        self._stream_labels: weakref.WeakKeyDictionary[StreamT[Any], str] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def _stream_label(self, stream: StreamT[Any]) -> str:
+        label = self._stream_labels.get(stream)
+        if label is None:
+            label = self._stream_labels[stream] = super()._stream_label(stream)
+        return label
+
+
 def instrument(app: faust.App, registry: CollectorRegistry) -> None:
     """faust's prometheus sensor on ``registry``, and ``registry`` served on ``/metrics``."""
     metrics = FaustMetrics.create(registry, "citybrain_faust")
@@ -111,7 +134,9 @@ def instrument(app: faust.App, registry: CollectorRegistry) -> None:
         buckets=MS_LATENCY_BUCKETS,
         registry=registry,
     )
-    app.monitor = PrometheusMonitor(metrics=metrics._replace(events_runtime_latency=runtime))
+    app.monitor = StreamLabelCachingMonitor(
+        metrics=metrics._replace(events_runtime_latency=runtime)
+    )
 
     async def serve(view: web.View, request: web.Request) -> web.Response:
         return view.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
