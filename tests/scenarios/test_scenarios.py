@@ -24,12 +24,7 @@ GOAL = 0.97
 # Scenarios that still miss the goal, with the cause found. They run and keep their
 # assertion; a fix shows as XPASS, and the entry must then be deleted. Issue 4 stays open
 # until this table is empty.
-KNOWN_MISSES = {
-    ("wuzhen-cam-01", "night"): "at 173 two cars drive in side by side as one blob two lanes "
-    "wide; when they part, the tracker joins the two cars back together as the pieces of one "
-    "vehicle (the pair's size allows it), so the car that runs the light has no track of its "
-    "own and no track crosses",
-}
+KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 
 def scenarios() -> list[object]:
