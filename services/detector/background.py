@@ -41,6 +41,11 @@ PAINT_EDGE_FACTOR = 4.0
 # than the background's by SHARPER_FACTOR thresholds (see SelectiveBackground._shaken).
 SHAKEN_SHARE = 0.2
 SHARPER_FACTOR = 2.0
+# The road around a blob is the ring this wide outside its outline.
+OUTLINE_RING_PX = 2
+# A blob is a ghost when at least this share of its pixels show the road's levels in the
+# frame and other levels in the background (and twice as many as the other way round).
+GHOST_LEVEL_SHARE = 0.3
 
 
 class SelectiveBackground:
@@ -121,7 +126,9 @@ class SelectiveBackground:
         A real vehicle's mask is bounded by the vehicle's own edges, which the frame shows
         and the (road) background does not; a ghost's mask is bounded by edges that only the
         background has. Comparing edge strength along the mask's boundary tells them apart,
-        even over painted road, whose edges both images share.
+        even over painted road, whose edges both images share. At night a dark vehicle's
+        edges are faint, and the paint it hid shows as sharp as they are; then the levels
+        tell (see ``_road_carries_on``).
         """
         if self._background is None:
             return False
@@ -135,7 +142,8 @@ class SelectiveBackground:
         if points is None:
             return False
         solid_region = np.zeros_like(region)
-        cv2.fillConvexPoly(solid_region, cv2.convexHull(points), 255)
+        hull = cv2.convexHull(points)
+        cv2.fillConvexPoly(solid_region, hull, 255)
         boundary = cv2.subtract(solid_region, cv2.erode(solid_region, _KERNEL_3)) > 0
         if int(boundary.sum()) < 8:
             return False
@@ -158,7 +166,50 @@ class SelectiveBackground:
                 (frame_strength > floor) & (background_strength < 0.5 * frame_strength)
             )
         )
-        return ghostly >= 8 and ghostly > 2 * solid
+        if ghostly >= 8 and ghostly > 2 * solid:
+            return True
+        return self._road_carries_on(grey, region, hull, box_xywh)
+
+    def _road_carries_on(
+        self,
+        grey: GreyImage,
+        region: Mask,
+        hull: cv2.typing.MatLike,
+        box_xywh: tuple[int, int, int, int],
+    ) -> bool:
+        """Whether, over most of the foreground in the box, the frame shows levels found on
+        the road around it and the background does not: the frame shows the road carrying
+        on where the background still holds the object (a dark car, the pool of light its
+        headlights threw). ``region`` is the box's mask, ``hull`` its convex outline in box
+        pixels.
+
+        Only the ring around the outline in the frame counts as road: the mask of a ghost
+        can be smaller than the ghost (where the road it uncovered passes for lit road, see
+        ``_foreground``), so the background around it may still hold part of the object.
+        """
+        assert self._background is not None
+        height, width = grey.shape
+        x, y, w, h = box_xywh
+        ring = OUTLINE_RING_PX
+        x0, y0 = max(x - ring, 0), max(y - ring, 0)
+        x1, y1 = min(x + w + ring, width), min(y + h + ring, height)
+        shown = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        shown[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = region
+        outline = np.zeros_like(shown)
+        cv2.fillConvexPoly(outline, hull + np.array([x - x0, y - y0], np.int32), 255)
+        around = cv2.subtract(cv2.dilate(outline, _KERNEL_3, iterations=ring), outline) > 0
+        frame = grey[y0:y1, x0:x1]
+        road = frame[around]
+        inside = shown > 0
+        if road.size == 0:
+            return False
+        frame_foreign = foreign_levels(frame[inside], road=road, margin=self.threshold)
+        background_foreign = foreign_levels(
+            self._background[y0:y1, x0:x1][inside] * self._gain, road=road, margin=self.threshold
+        )
+        ghostly = int(np.count_nonzero(background_foreign & ~frame_foreign))
+        solid = int(np.count_nonzero(frame_foreign & ~background_foreign))
+        return ghostly > GHOST_LEVEL_SHARE * frame_foreign.size and ghostly > 2 * solid
 
     def relearn(self, grey: GreyImage, box_xywh: tuple[int, int, int, int]) -> None:
         """Take the frame as the background inside the box (where a ghost was)."""
@@ -274,6 +325,22 @@ class _Scratch:
         self.zeros = np.zeros(shape, np.float32)
         self.grey_high, self.grey_low, self.glow = u8(), u8(), u8()
         self.painted = u8()
+
+
+def foreign_levels(
+    values: npt.NDArray[np.uint8 | np.float32], *, road: GreyImage, margin: float
+) -> npt.NDArray[np.bool_]:
+    """Which ``values`` lie outside the range of the ``road`` levels, widened by ``margin``.
+
+    Paint and texture on the road fall within its range; a dark car, or the pool of a
+    headlight beam, does not.
+
+    >>> road = np.array([48, 50, 120], np.uint8)
+    >>> foreign_levels(np.array([10, 50, 122, 130], np.uint8), road=road, margin=3.0).tolist()
+    [True, False, False, True]
+    """
+    low, high = float(road.min()) - margin, float(road.max()) + margin
+    return np.asarray((values < low) | (values > high))
 
 
 def _drop_shaken_paint(s: _Scratch) -> None:

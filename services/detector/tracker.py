@@ -18,6 +18,7 @@ rules see only observed moves: a move coasted through a merge is a guess.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +49,15 @@ SETTLE_FRAMES = 5
 # blob's bounding box can span a vehicle's place without its pixels being there (a long thin
 # blob along a kerb, an L-shaped one round a corner), and the vehicle may have left.
 MIN_HIDDEN_FILL = 0.3
+
+# The camera's vehicle width is the median short side of the last WIDTH_SAMPLES vehicles seen
+# whole and moving (enough to outvote the odd blob of two), once there are MIN_WIDTH_SAMPLES.
+WIDTH_SAMPLES = 100
+MIN_WIDTH_SAMPLES = 20
+# Boxes that together span this many vehicle widths across, each at least SINGLE_WIDTH of one,
+# are vehicles side by side, not the pieces of one vehicle.
+SIDE_BY_SIDE_WIDTHS = 1.6
+SINGLE_WIDTH = 0.75
 
 # The foreground fraction of a box (0 to 1), from the frame's mask.
 FillFn = Callable[[BoxXYWH], float]
@@ -149,6 +159,9 @@ class Tracker:
         # Regions of persistent foreground in the last frame, for adopt_standing.
         self._standing: list[_Standing] = []
         self._startup_frames = round(fps * self._settings.startup_s)
+        # Short sides of vehicles seen whole and moving, for the camera's vehicle width.
+        self._widths: deque[float] = deque(maxlen=WIDTH_SAMPLES)
+        self._vehicle_width_px: float | None = None
 
     @property
     def tracks(self) -> list[Track]:
@@ -165,6 +178,8 @@ class Tracker:
         if self._first_frame is None:
             self._first_frame = frame
         predictions = {t.track_id: t.predicted(frame) for t in self._tracks}
+        # Once a frame: a median of WIDTH_SAMPLES takes a few microseconds.
+        self._vehicle_width_px = self._vehicle_width()
         boxes, joined = self._join_fragments(boxes, predictions)
         unmatched = set(range(len(boxes)))
         updated: set[int] = set()
@@ -301,6 +316,7 @@ class Tracker:
         made: list[BoxXYWH] = []
         if len(boxes) < 2 or not confirmed:
             return joined, set()
+        vehicle_width = self._vehicle_width_px
         for track in sorted(confirmed, key=lambda t: -t.hits):
             if track.stationary:
                 continue
@@ -320,6 +336,9 @@ class Tracker:
             union = _union(pieces)
             if union[2] > 1.2 * width + 2 or union[3] > 1.2 * height + 2:
                 continue
+            if vehicle_width is not None and side_by_side(pieces, vehicle_width_px=vehicle_width):
+                # The track followed vehicles side by side, which have parted.
+                continue
             if any(
                 _covered_fraction(piece, predictions[other.track_id]) > 0.5
                 for piece in pieces
@@ -330,6 +349,12 @@ class Tracker:
             joined = [b for b in joined if b not in pieces] + [union]
             made.append(union)
         return joined, {i for i, b in enumerate(joined) if b in made}
+
+    def _vehicle_width(self) -> float | None:
+        """The camera's vehicle width in working pixels, once enough vehicles were seen."""
+        if len(self._widths) < MIN_WIDTH_SAMPLES:
+            return None
+        return statistics.median(self._widths)
 
     def _arrived(self, frame: int) -> bool:
         """Whether a blob first seen at ``frame`` came into the scene rather than being left
@@ -371,12 +396,26 @@ class Tracker:
         self, track: Track, box: BoxXYWH, *, frame: int, ts_ms: int, whole: bool = True
     ) -> None:
         settings = self._settings
+        vehicle_width = self._vehicle_width_px if whole else None
+        if (
+            vehicle_width is not None
+            and vehicles_across(track.size_wh, vehicle_width_px=vehicle_width)
+            >= SIDE_BY_SIDE_WIDTHS
+            and SINGLE_WIDTH
+            <= vehicles_across((box[2], box[3]), vehicle_width_px=vehicle_width)
+            < SIDE_BY_SIDE_WIDTHS
+        ):
+            # The track followed vehicles side by side, and they have parted: it follows
+            # this one now, at its own size (the other starts a track of its own).
+            track.size_wh = (box[2], box[3])
         box, whole = self._complete_part(track, box, frame=frame, whole=whole)
         if whole:
             track.size_wh = (
                 0.7 * track.size_wh[0] + 0.3 * box[2],
                 0.7 * track.size_wh[1] + 0.3 * box[3],
             )
+            if track.hits >= MIN_HITS and not track.stationary and vehicle_shaped((box[2], box[3])):
+                self._widths.append(min(box[2], box[3]))
         if self._holds_still(track, box):
             # A standing vehicle keeps the box it stopped with: its blob flickers as fragments
             # join and part (a faint body, a car passing close), but the vehicle has not moved.
@@ -500,6 +539,36 @@ def vehicle_shaped(size_wh: tuple[float, float]) -> bool:
     """
     short, long = sorted(size_wh)
     return short > 0 and long <= MAX_ASPECT * short
+
+
+def vehicles_across(size_wh: tuple[float, float], *, vehicle_width_px: float) -> float:
+    """How many vehicle widths a box of this size spans across (its short side).
+
+    >>> vehicles_across((36.0, 45.0), vehicle_width_px=16.0)
+    2.25
+    """
+    return min(size_wh) / vehicle_width_px
+
+
+def side_by_side(boxes: list[BoxXYWH], *, vehicle_width_px: float) -> bool:
+    """Whether the boxes are whole vehicles next to each other rather than pieces of one.
+
+    A vehicle breaks where it passes over paint of its own grey, into pieces narrower than
+    a vehicle or lined up along its length; two vehicles side by side make a box that spans
+    more than one vehicle across, of pieces each about a vehicle wide.
+
+    >>> side_by_side([(0, 0, 16, 35), (20, 5, 16, 35)], vehicle_width_px=16.0)
+    True
+    >>> side_by_side([(0, 0, 16, 20), (0, 22, 16, 15)], vehicle_width_px=16.0)
+    False
+    """
+    _, _, width, height = _union(boxes)
+    return vehicles_across((width, height), vehicle_width_px=vehicle_width_px) >= (
+        SIDE_BY_SIDE_WIDTHS
+    ) and all(
+        vehicles_across((b[2], b[3]), vehicle_width_px=vehicle_width_px) >= SINGLE_WIDTH
+        for b in boxes
+    )
 
 
 def _distance(a: PointXY, b: PointXY) -> float:

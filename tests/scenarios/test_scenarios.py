@@ -24,18 +24,7 @@ GOAL = 0.97
 # Scenarios that still miss the goal, with the cause found. They run and keep their
 # assertion; a fix shows as XPASS, and the entry must then be deleted. Issue 4 stays open
 # until this table is empty.
-KNOWN_MISSES = {
-    ("wuzhen-cam-01", "night"): "cars that stood at the line in the first second are learnt into "
-    "the background and drive off at the first green, after the 3 s start-up, so the ghosts they "
-    "and their headlight beams leave count as arrived vehicles and stand beyond the line; their "
-    "edges are too faint at night for is_ghost, and where a ghost car stood on the zebra the "
-    "stripes the frame shows again vote it solid. Runners merged with them coast through the "
-    "line (207 and 417 are found 1.2-1.3 s late). With those ghosts dropped (tried), 207 and 417 "
-    "are found on time but two misses remain: at 173 two cars cross side by side in one blob two "
-    "lanes wide, whose beams first show beyond the line as a blob of their own, so no track "
-    "crosses; the bus at 448, its beam and the car behind make one 19x155 box, no vehicle's "
-    "shape, so its crossing is dropped",
-}
+KNOWN_MISSES: dict[tuple[str, str], str] = {}
 
 
 def scenarios() -> list[object]:

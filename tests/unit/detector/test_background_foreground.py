@@ -9,7 +9,12 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from services.detector.background import GLOW_EDGE_FACTOR, SelectiveBackground, _median
+from services.detector.background import (
+    GLOW_EDGE_FACTOR,
+    SelectiveBackground,
+    _median,
+    foreign_levels,
+)
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -155,3 +160,54 @@ def test_where_the_mask_is_kept_whole_a_shaken_line_still_shows() -> None:
     whole = np.full((180, 320), 255, np.uint8)
     masks = [background.apply(shaken_street(index, car=False), whole=whole) for index in range(40)]
     assert any(np.count_nonzero(mask) for mask in masks)
+
+
+@pytest.mark.parametrize(
+    ("values", "road", "foreign"),
+    [
+        ([10, 50, 122, 130], [48, 50, 120], [True, False, False, True]),  # dark car, paint, glare
+        ([45, 123], [48, 50, 120], [False, False]),  # within the margin of 3
+        ([80], [80], [False]),
+    ],
+)
+def test_foreign_levels_lie_outside_the_road_range(
+    values: list[int], road: list[int], foreign: list[bool]
+) -> None:
+    result = foreign_levels(np.array(values, np.uint8), road=np.array(road, np.uint8), margin=3.0)
+    assert result.tolist() == foreign
+
+
+def night_street(*, car: bool) -> U8:
+    """A dim street at night with a zebra crossing (bright stripes across x 100-220, y 60-80)
+    and, if ``car``, a dark car standing on it (x 150-166, y 55-95)."""
+    street = np.full((180, 320), 60, np.uint8)
+    for x in range(100, 220, 8):
+        street[60:80, x : x + 4] = 120
+    if car:
+        street[55:95, 150:166] = 25
+    return street
+
+
+def blob_box(mask: U8) -> tuple[int, int, int, int]:
+    x, y, w, h = cv2.boundingRect(mask)
+    return (x, y, w, h)
+
+
+def test_ghost_of_a_dark_car_over_paint_at_night_is_told_from_a_car() -> None:
+    """A car stood on the zebra while the model started, so the background holds it; when it
+    has gone, the frame shows stripes sharper than the car's faint edges (the edge vote calls
+    it a vehicle), but at the road's own levels: a ghost. The same car arriving is none."""
+    background = SelectiveBackground(fps=10.0)
+    for _ in range(12):
+        background.apply(night_street(car=True))
+    empty = night_street(car=False)
+    mask = background.apply(empty)
+    assert np.count_nonzero(mask) > 0
+    assert background.is_ghost(empty, mask, blob_box(mask))
+
+    fresh = SelectiveBackground(fps=10.0)
+    for _ in range(12):
+        fresh.apply(night_street(car=False))
+    arrived = night_street(car=True)
+    mask = fresh.apply(arrived)
+    assert not fresh.is_ghost(arrived, mask, blob_box(mask))

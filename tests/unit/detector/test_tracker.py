@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.detector.geometry import BoxXYWH
-from services.detector.tracker import Tracker, TrackerSettings
+from services.detector.tracker import Tracker, TrackerSettings, side_by_side
 
 FPS = 10
 
@@ -100,3 +102,35 @@ def test_sliver_region_is_not_adopted() -> None:
     sliver = (100.0, 104.0, 40.0, 3.0)
     settle(tracker, 0, 20, sliver, (90.0, 95.0, 70.0, 30.0))
     assert all(t.box != sliver for t in tracker.tracks)
+
+
+@pytest.mark.parametrize(
+    ("boxes", "expected"),
+    [
+        ([(0.0, 0.0, 16.0, 35.0), (20.0, 5.0, 16.0, 35.0)], True),  # two cars, two lanes
+        ([(0.0, 0.0, 16.0, 20.0), (0.0, 22.0, 16.0, 15.0)], False),  # one broken across paint
+        ([(0.0, 0.0, 8.0, 35.0), (9.0, 0.0, 8.0, 35.0)], False),  # one broken along its length
+        ([(0.0, 0.0, 16.0, 35.0), (0.0, 40.0, 16.0, 35.0)], False),  # two in one lane
+    ],
+)
+def test_side_by_side_needs_vehicle_wide_pieces_spanning_more_than_one(
+    boxes: list[BoxXYWH], expected: bool
+) -> None:
+    assert side_by_side(boxes, vehicle_width_px=16.0) is expected
+
+
+def test_vehicles_side_by_side_that_part_get_a_track_each() -> None:
+    """Two cars drive in side by side as one blob two lanes wide, then part: once the tracker
+    has learnt how wide a vehicle is, the blob's track follows one, and the other gets its
+    own instead of being joined back as the first one's lost piece."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    for frame in range(30):
+        step(tracker, frame, [(60.0, 170.0 - 5 * frame, 16.0, 35.0)])
+    for frame in range(30, 40):
+        step(tracker, frame, [(140.0, 140.0 - 4 * (frame - 30), 36.0, 35.0)])
+    for frame in range(40, 50):
+        y = 140.0 - 4 * (frame - 30)
+        step(tracker, frame, [(140.0, y, 16.0, 35.0), (160.0, y - 2 * (frame - 40), 16.0, 35.0)])
+    pair = [t for t in tracker.tracks if t.established and t.box[0] >= 130]
+    assert sorted(t.box[0] for t in pair) == [140.0, 160.0]
+    assert all(t.size_wh[0] < 20 for t in pair)
