@@ -21,22 +21,10 @@ SECONDS = 60
 RESOLUTION_WH = (640, 360)
 GOAL = 0.97
 
-# Scenarios that still miss the goal, with the cause found. They run and keep their
-# assertion; a fix shows as XPASS, and the entry must then be deleted. Issue 4 stays open
-# until this table is empty.
-KNOWN_MISSES: dict[tuple[str, str], str] = {}
-
 
 def scenarios() -> list[object]:
     return [
-        pytest.param(
-            camera_id,
-            variant,
-            marks=[pytest.mark.xfail(reason=KNOWN_MISSES[camera_id, variant], strict=False)]
-            if (camera_id, variant) in KNOWN_MISSES
-            else [],
-            id=f"{camera_id}-{variant}",
-        )
+        pytest.param(camera_id, variant, id=f"{camera_id}-{variant}")
         for camera_id in CAMERAS
         for variant in VARIANTS
     ]
