@@ -10,6 +10,7 @@ in an audit history. Two implementations share this async interface: :mod:`.redi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -68,18 +69,18 @@ class StatusChange(BaseModel):
     note: str = ""
 
 
-class PendingEntry(BaseModel):
+# Plain dataclasses, not models: the dispatcher builds one of each per event, and they
+# only carry values that were validated on their way in.
+@dataclass(frozen=True, slots=True)
+class PendingEntry:
     """An entry on its way into ``queue``; ``fields`` must hold ``violation_id``."""
-
-    model_config = ConfigDict(frozen=True)
 
     fields: dict[str, Any]
     queue: str
 
 
-class AppendResult(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
+@dataclass(frozen=True, slots=True)
+class AppendResult:
     entry_id: str
     created: bool
 
