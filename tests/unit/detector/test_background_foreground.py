@@ -1,6 +1,6 @@
 """The fast foreground (reused buffers, one OpenCV pass per step) against its specification:
-the plain numpy formulation it replaced, which must give the same masks and the same
-learnt background, bit for bit, frame after frame."""
+the plain numpy formulation it replaced (comparing in 64ths of a grey level), which
+must give the same masks and the same learnt background, bit for bit, frame after frame."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from services.detector.background import (
     GLOW_EDGE_FACTOR,
+    SUBLEVELS,
     SelectiveBackground,
     _median,
     foreign_levels,
@@ -23,7 +24,8 @@ K7 = np.ones((7, 7), np.uint8)
 
 
 class ReferenceBackground:
-    """SelectiveBackground.apply as first written, in numpy (np.median, boolean indexing)."""
+    """SelectiveBackground.apply in plain numpy (np.median, boolean indexing), comparing
+    frame and model in whole 64ths of a grey level (SUBLEVELS)."""
 
     def __init__(self, *, fps: float) -> None:
         self.alpha_learn = min(1.0, 1.0 / (fps * 3.0))
@@ -59,21 +61,25 @@ class ReferenceBackground:
         sample_frame, sample_background = frame[::4, ::4], background[::4, ::4]
         gain = float(np.median((sample_frame + 1.0) / (sample_background + 1.0)))
         self.gain = gain
-        expected = np.minimum(background * gain, np.float32(255.0))
+        top = np.float32(255 * SUBLEVELS)
+        product = np.minimum(background * np.float32(gain * SUBLEVELS), top)
+        expected = np.floor(product + np.float32(0.5)).astype(np.int16)
         residual = sample_frame - sample_background * gain
         noise = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
         self.threshold = max(3.0, 3.0 * noise)
-        brighter = cv2.subtract(frame, cv2.dilate(expected, K3))
-        darker = cv2.subtract(cv2.erode(expected, K3), frame)
-        excess = cv2.max(brighter, darker)
-        frame_edges = cv2.morphologyEx(frame, cv2.MORPH_GRADIENT, K3)
+        threshold = self.threshold * SUBLEVELS
+        levels = grey.astype(np.int16) * SUBLEVELS
+        brighter = levels - cv2.dilate(expected, K3)
+        darker = cv2.erode(expected, K3) - levels
+        excess = np.maximum(brighter, darker)
+        frame_edges = cv2.morphologyEx(levels, cv2.MORPH_GRADIENT, K3)
         background_edges = cv2.morphologyEx(expected, cv2.MORPH_GRADIENT, K3)
         glow = (brighter > darker) & (
-            frame_edges <= background_edges + GLOW_EDGE_FACTOR * self.threshold
+            frame_edges <= background_edges + GLOW_EDGE_FACTOR * threshold
         )
-        lit = ((cv2.blur(excess, (3, 3)) > self.threshold) & glow).astype(np.uint8) * 255
+        lit = ((cv2.blur(excess, (3, 3)) > threshold) & glow).astype(np.uint8) * 255
         excess[glow] = 0
-        raw = (cv2.blur(excess, (3, 3)) > self.threshold).astype(np.uint8) * 255
+        raw = (cv2.blur(excess, (3, 3)) > threshold).astype(np.uint8) * 255
         closed = cv2.morphologyEx(raw, cv2.MORPH_CLOSE, K3)
         return np.asarray(cv2.morphologyEx(closed, cv2.MORPH_OPEN, K3)), lit
 
