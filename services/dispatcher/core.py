@@ -18,7 +18,6 @@ one :data:`Decision` per message plus the state to store once the decisions are 
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -158,8 +157,9 @@ def parse(raw: bytes, *, max_bytes: int) -> ViolationEvent | DeadLetter:
     """Validate one message value against the event schema."""
     if len(raw) > max_bytes:
         return DeadLetter(DeadLetterReason.TOO_LARGE, f"{len(raw)} bytes > {max_bytes}")
-    with contextlib.suppress(EventValidationError):
-        return ViolationEvent.from_json(raw)
+    event = ViolationEvent.from_valid_json(raw)
+    if event is not None:
+        return event
     # Only rejected messages get here: decode them step by step to say why.
     try:
         data = json.loads(raw)
