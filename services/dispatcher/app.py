@@ -2,18 +2,18 @@
 
 No loss, no duplicates:
 
-- The agent takes events without acking them and hands them to one writer task, which
+- faust's consumer hands the source topic's messages, a fetched batch at a time, to the
+  :class:`~services.dispatcher.intake.Intake`, which tracks them unacked. One writer task
   handles them batch after batch, in order. A batch is planned by the pure core, its dead
   letters are produced, its entries are written to the control-center queue in one call
   (retrying with backoff while Redis is away), its state is sent to the tables' changelogs,
-  and only once the dead letters and the state are on the broker are its events acked.
+  and only once the dead letters and the state are on the broker are its messages acked.
   faust commits only acked offsets.
 - A crash anywhere before the commit means redelivery. The queue's append and repeat are
   idempotent per violation id, so a redelivered event never creates a second entry.
-- While the writer is busy the agent keeps taking events, so fetching and writing overlap
-  and batches grow with the load. At most ``batch.max_events`` wait beside the batch being
-  written; then the agent waits, faust stops fetching once the stream buffer
-  (``stream_buffer_maxsize``) is full, and memory stays bounded while Redis is away.
+- While the writer is busy the consumer keeps fetching, so fetching and writing overlap
+  and batches grow with the load; the intake pauses partitions once it holds
+  ``2 * batch.max_events``, so memory stays bounded while Redis is away.
 
 Scale-out: run more processes with the same app id; they share the consumer group, and each
 table partition follows its source partition.
@@ -22,17 +22,18 @@ table partition follows its source partition.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import faust
+from aiokafka.producer.message_accumulator import BatchBuilder
 from faust.tables.base import Collection
-from faust.types import EventT, TableT
+from faust.transport.drivers import aiokafka
+from faust.types import Message, TableT
 from prometheus_client import CollectorRegistry
 
 from services.common.config.catalogue import Catalogue
@@ -48,12 +49,11 @@ from services.dispatcher.core import (
     Plan,
 )
 from services.dispatcher.executor import PlanExecutor
+from services.dispatcher.intake import Intake
 from services.dispatcher.metrics import DispatcherMetrics, instrument
-from services.dispatcher.transport import App
+from services.dispatcher.transport import App, Consumer
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,28 +122,28 @@ class BatchHandler:
         # Batches and the prune timer both change state and send it; each does so whole.
         self._state_lock = asyncio.Lock()
 
-    async def handle(self, events: Sequence[EventT[bytes]]) -> None:
-        """Process a batch to the point where all of its events may be acked."""
-        raws = [event.message.value or b"" for event in events]
+    async def handle(self, messages: Sequence[Message]) -> list[Awaitable[Any]]:
+        """Write a batch's entries; returns the deliveries (dead letters and state) that must
+        reach the broker before its messages may be acked."""
+        raws = [message.value or b"" for message in messages]
         self._metrics.events.inc(len(raws))
         plan = self._dispatcher.plan(
             raws, state=GroupTableView(self._groups.data), now_ms=int(time.time() * 1000)
         )
         deliveries = [
-            await self._dead_letter(event, decision)
-            for event, decision in zip(events, plan.decisions, strict=True)
+            await self._dead_letter(message, decision)
+            for message, decision in zip(messages, plan.decisions, strict=True)
             if isinstance(decision, DeadLetter)
         ]
         await self._executor.write_entries(plan)
         await self._executor.write_repeats(plan)
+        # Only now: state that says "handled" must never reach the changelog before the
+        # entries it stands for are in the queue, or a crash in between would lose them.
         async with self._state_lock:
-            deliveries += await self._store_state(plan, events)
-        # The dead letters and the state must be on the broker before the offsets that
-        # produced them can be committed.
-        await asyncio.gather(*deliveries)
+            deliveries += await self._store_state(plan, messages)
+        return deliveries
 
-    async def _dead_letter(self, event: EventT[bytes], decision: DeadLetter) -> Awaitable[Any]:
-        message = event.message
+    async def _dead_letter(self, message: Message, decision: DeadLetter) -> Awaitable[Any]:
         headers = self._executor.dead_letter(
             decision, topic=message.topic, partition=message.partition, offset=message.offset
         )
@@ -152,29 +152,31 @@ class BatchHandler:
         )
         return delivery
 
-    async def _store_state(
-        self, plan: Plan, events: Sequence[EventT[bytes]]
-    ) -> list[Awaitable[Any]]:
+    async def _store_state(self, plan: Plan, messages: Sequence[Message]) -> list[Awaitable[Any]]:
         """Write changed state beside its source message: the same partition number.
 
         Returns the changelog deliveries.
         """
-        deliveries = []
+        group_changes = []
         for key, group in plan.groups.items():
-            partition = events[plan.group_sources[key]].message.partition
+            partition = messages[plan.group_sources[key]].partition
             value = {**group.to_dict(), "partition": partition}
             self._groups.data[key] = value
-            deliveries.append(await send_changelog(self._groups, partition, key, value))
+            group_changes.append((partition, key, value))
             self.latest_ts_ms = max(self.latest_ts_ms, group.last_ts_ms)
-        for camera_id, partition in self._count_per_camera(plan, events).items():
-            counts = self._counters.data[camera_id]
-            deliveries.append(await send_changelog(self._counters, partition, camera_id, counts))
-        return deliveries
+        counter_changes = [
+            (partition, camera_id, self._counters.data[camera_id])
+            for camera_id, partition in self._count_per_camera(plan, messages).items()
+        ]
+        return [
+            *await send_changelog(self._groups, group_changes),
+            *await send_changelog(self._counters, counter_changes),
+        ]
 
-    def _count_per_camera(self, plan: Plan, events: Sequence[EventT[bytes]]) -> dict[str, int]:
+    def _count_per_camera(self, plan: Plan, messages: Sequence[Message]) -> dict[str, int]:
         """Count the batch's outcomes per camera; returns the cameras touched, by partition."""
         touched: dict[str, int] = {}
-        for event, decision in zip(events, plan.decisions, strict=True):
+        for message, decision in zip(messages, plan.decisions, strict=True):
             if isinstance(decision, DeadLetter):
                 continue
             counts = self._counters.data.get(decision.camera_id) or {}
@@ -183,7 +185,7 @@ class BatchHandler:
                 **counts,
                 outcome: counts.get(outcome, 0) + 1,
             }
-            touched[decision.camera_id] = event.message.partition
+            touched[decision.camera_id] = message.partition
         return touched
 
     async def prune(self) -> int:
@@ -197,106 +199,90 @@ class BatchHandler:
                     GroupState.from_dict(value), latest_ts_ms=self.latest_ts_ms
                 )
             ]
-            for key, partition in expired:
+            for key, _ in expired:
                 del store[key]
-                # A tombstone, so that compaction drops the key and recovery stays short.
-                await send_changelog(self._groups, partition, key, None)
+            # Tombstones, so that compaction drops the keys and recovery stays short.
+            await send_changelog(
+                self._groups, [(partition, key, None) for key, partition in expired]
+            )
         return len(expired)
 
 
 async def send_changelog(
-    table: TableT[str, Any], partition: int, key: str, value: Any
-) -> Awaitable[Any]:
-    """Send one change of ``table`` straight to the producer; returns its delivery.
+    table: TableT[str, Any], changes: Sequence[tuple[int, str, Any]]
+) -> list[Awaitable[Any]]:
+    """Send changes of ``table`` straight to the producer; returns their deliveries.
 
-    ``Table.send_changelog`` goes through faust's send buffer, a task and the sensors for
-    every record, which costs as much as the rest of an event's path. The record is the same
-    (the table's serializers, ``None`` as a tombstone), and faust's commit flushes this
-    producer as it does the buffer.
+    ``changes`` are (partition, key, value) with ``None`` as a tombstone. ``Table.send_changelog``
+    goes through faust's send buffer, a task and the sensors for every record, and even a
+    plain ``send`` per record costs as much as the rest of an event's path; here each
+    partition's records go as one record batch. The records are the same (the table's
+    serializers), and faust's commit flushes this producer as it does the buffer.
     """
     # The concrete table (faust's Collection) holds the serializers; TableT does not show them.
     serializers = cast(Collection, table)
     topic = table.changelog_topic
-    key_bytes, _ = topic.prepare_key(key, serializers.key_serializer)
-    value_bytes = None
-    if value is not None:
-        value_bytes, _ = topic.prepare_value(value, serializers.value_serializer)
-    delivery: Awaitable[Any] = await table.app.producer.send(
-        topic.get_topic_name(),
-        key_bytes,
-        value_bytes,
-        partition=partition,
-        timestamp=None,
-        headers=None,
-    )
-    return delivery
+    name = topic.get_topic_name()
+    producer = cast(aiokafka.Producer, table.app.producer)._ensure_producer()
+    batches: dict[int, BatchBuilder] = {}
+    deliveries: list[Awaitable[Any]] = []
+    for partition, key, value in changes:
+        key_bytes, _ = topic.prepare_key(key, serializers.key_serializer)
+        value_bytes = None
+        if value is not None:
+            value_bytes, _ = topic.prepare_value(value, serializers.value_serializer)
+        batch = batches.get(partition)
+        if batch is None or batch.append(key=key_bytes, value=value_bytes, timestamp=None) is None:
+            if batch is not None:  # full: send it and start the partition's next one
+                deliveries.append(await producer.send_batch(batch, name, partition=partition))
+            batch = batches[partition] = producer.create_batch()
+            if batch.append(key=key_bytes, value=value_bytes, timestamp=None) is None:
+                raise ValueError(f"{name}: the record for {key!r} is bigger than a batch")
+    for partition, batch in batches.items():
+        deliveries.append(await producer.send_batch(batch, name, partition=partition))
+    return deliveries
 
 
-class PendingBatches:
-    """Events taken from the stream and not yet written: the hand-over to the writer.
+async def write_in_order(intake: Intake, handler: BatchHandler, queue: ControlCenterQueue) -> None:
+    """Handle batch after batch; ack each one's messages once its deliveries are on the broker.
 
-    The agent adds events one at a time as faust delivers them; the writer, whenever it is
-    free, takes everything that waits (at most ``max_events``, after waiting at most
-    ``max_wait_s`` for a batch to fill). Fetching and writing overlap, and a batch grows with
-    the load: a few events when idle, ``max_events`` under a backlog.
-    Once ``max_events`` wait, the agent stops taking events, faust's stream buffer fills and
-    the consumer pauses fetching, so memory stays bounded while Redis is away.
+    A batch's deliveries are awaited while the next batch is handled, so the broker's
+    acknowledgements overlap the work; at most two batches are in flight.
     """
-
-    def __init__(self, *, max_events: int, max_wait_s: float) -> None:
-        self._events: list[EventT[bytes]] = []
-        self._max_events = max_events
-        self._max_wait_s = max_wait_s
-        self._waiting = asyncio.Event()
-        self._full = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-
-    async def add(self, event: EventT[bytes], *, writer: asyncio.Future[None]) -> None:
-        """Queue ``event``; waits while the buffer is full. Raises what stopped the writer."""
-        if writer.done():
-            writer.result()
-            raise RuntimeError("the dispatch writer stopped")
-        self._events.append(event)
-        self._waiting.set()
-        if len(self._events) >= self._max_events:
-            self._full.set()
-            self._room.clear()
-            room = asyncio.ensure_future(self._room.wait())
-            waiters: set[asyncio.Future[Any]] = {room, writer}
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                room.cancel()
-
-    async def take(self) -> list[EventT[bytes]]:
-        """The oldest waiting events, at most ``max_events``.
-
-        Waits for a first event, then at most ``max_wait_s`` for the batch to fill.
-        """
-        await self._waiting.wait()
-        if len(self._events) < self._max_events:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), timeout=self._max_wait_s)
-        batch = self._events[: self._max_events]
-        del self._events[: self._max_events]
-        if not self._events:
-            self._waiting.clear()
-        if len(self._events) < self._max_events:
-            self._full.clear()
-            self._room.set()
-        return batch
+    acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    acked.set_result(None)
+    try:
+        while True:
+            messages = await _take_unless_failed(intake, acked)
+            deliveries = await handler.handle(messages)
+            await acked
+            acked = asyncio.ensure_future(_ack_once_delivered(intake, messages, deliveries))
+    finally:
+        acked.cancel()
+        await queue.close()
 
 
-async def write_in_order(
-    pending: PendingBatches, handler: BatchHandler, stream: faust.StreamT[bytes]
+async def _take_unless_failed(intake: Intake, acked: asyncio.Future[None]) -> list[Message]:
+    """The next batch; raises at once if the previous batch's deliveries failed meanwhile."""
+    if acked.done():
+        acked.result()
+        return await intake.take()
+    taking = asyncio.ensure_future(intake.take())
+    try:
+        waiters: set[asyncio.Future[Any]] = {taking, acked}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if acked.done():
+            acked.result()
+        return await taking
+    finally:
+        taking.cancel()
+
+
+async def _ack_once_delivered(
+    intake: Intake, messages: Sequence[Message], deliveries: Sequence[Awaitable[Any]]
 ) -> None:
-    """Handle batch after batch, acking each one's events only once it is handled."""
-    while True:
-        events = await pending.take()
-        await handler.handle(events)
-        for event in events:
-            await stream.ack(event)
+    await asyncio.gather(*deliveries)
+    intake.done(messages)
 
 
 def build_app(
@@ -324,8 +310,6 @@ def build_app(
         # A dead letter may be as big as the largest accepted message.
         producer_max_request_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
         consumer_max_fetch_size=VIOLATIONS_TOPIC.max_message_bytes + 64 * 1024,
-        # Bounds memory while Redis is away: fetching pauses once this many wait per partition.
-        stream_buffer_maxsize=2 * config.batch.max_events,
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
@@ -351,22 +335,19 @@ def build_app(
         counters=counters,
     )
 
-    @app.agent(source, name="dispatch")
-    async def dispatch(stream: faust.StreamT[bytes]) -> None:
-        # Acks are ours: an event is acked only once its batch is written.
-        stream.enable_acks = False
-        pending = PendingBatches(
-            max_events=config.batch.max_events, max_wait_s=config.batch.max_wait_ms / 1000
-        )
-        writer = asyncio.ensure_future(write_in_order(pending, handler, stream))
-        try:
-            async for event in stream.events():
-                await pending.add(event, writer=writer)
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            await queue.close()
+    # No agent and no stream: the consumer hands the source topic to the intake in batches.
+    app.topics.add(source)
+    intake = Intake(
+        app, max_events=config.batch.max_events, max_wait_s=config.batch.max_wait_ms / 1000
+    )
+    consumer = app.consumer
+    assert isinstance(consumer, Consumer)
+    consumer.route_batches(settings.topic, intake)
+
+    async def write() -> None:
+        await write_in_order(intake, handler, queue)
+
+    app.task(write)
 
     async def prune_state() -> None:
         dropped = await handler.prune()

@@ -19,7 +19,7 @@ one :data:`Decision` per message plus the state to store once the decisions are 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -189,12 +189,13 @@ def in_peak_hours(ts_ms: int, *, windows: Sequence[PeakWindow], timezone: str) -
 
 
 def _rule_matches(
-    rule: PriorityRule, event: ViolationEvent, *, tags: frozenset[str], peak: bool
+    rule: PriorityRule, event: ViolationEvent, *, tags: frozenset[str], peak: Callable[[], bool]
 ) -> bool:
+    # Peak hours last: working out the local time costs more than the rest of the rule.
     return (
         (not rule.types or event.type in rule.types)
         and (not rule.camera_tags or not tags.isdisjoint(rule.camera_tags))
-        and (rule.peak_hours is None or rule.peak_hours == peak)
+        and (rule.peak_hours is None or rule.peak_hours == peak())
     )
 
 
@@ -303,7 +304,10 @@ class Dispatcher:
     def priority(self, event: ViolationEvent, *, tags: frozenset[str], timezone: str) -> Priority:
         """The first matching rule's priority, else the default."""
         settings = self.config.priorities
-        peak = in_peak_hours(event.ts_ms, windows=settings.peak_hours, timezone=timezone)
+
+        def peak() -> bool:
+            return in_peak_hours(event.ts_ms, windows=settings.peak_hours, timezone=timezone)
+
         for rule in settings.rules:
             if _rule_matches(rule, event, tags=tags, peak=peak):
                 return rule.priority

@@ -417,6 +417,46 @@ def test_kafka_restart_mid_stream(
     _outage_mid_stream(kafka_ctl, dispatcher, probe, kafka_bootstrap, unique_name)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(480)
+def test_scaling_out_and_in_mid_stream_loses_and_duplicates_nothing(
+    probe: QueueProbe, kafka_bootstrap: str, redis_url: str, unique_name: str, tmp_path: Path
+) -> None:
+    """Two workers in one group: a second joins mid-stream, then the first stops.
+
+    Each change is a rebalance: partitions, with the messages fetched for them and not yet
+    written, move from one worker to the other, and the table state follows them.
+    """
+    workload = Workload.build(seed=17)
+    first, second = (
+        Dispatcher(kafka_bootstrap, redis_url, unique_name, tmp_path / name)
+        for name in ("first", "second")
+    )
+    for d in (first, second):
+        d.log_dir.mkdir()
+
+    def logs() -> str:
+        return first.logs() + second.logs()
+
+    first.start()
+    publisher = Publisher(kafka_bootstrap, unique_name, workload, rate=300).start()
+    try:
+        _wait_until(
+            lambda: probe.count() > N_VALID // 5, timeout_s=120, what="a fifth", logs=logs
+        )
+        second.start()
+        _wait_until(lambda: probe.count() > N_VALID // 2, timeout_s=120, what="half", logs=logs)
+        assert first.kill(signal.SIGTERM) == 0
+        publisher.join(240)
+        _assert_exact(probe, workload, second)
+        _assert_dead_letters(kafka_bootstrap, unique_name, workload, exact=False)
+        assert second.alive()
+    finally:
+        for d in (first, second):
+            if d.alive():
+                d.kill(signal.SIGTERM)
+
+
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 
 

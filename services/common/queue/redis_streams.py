@@ -25,6 +25,7 @@ import json
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -97,6 +98,16 @@ _XReadReply = list[tuple[str, _Records]] | None
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
+def _entry_json(fields: Mapping[str, Any]) -> bytes | str:
+    """An entry's JSON: orjson, which is several times faster than the standard library,
+    or the standard library for what orjson refuses (integers beyond 64 bits, which an
+    event's extra fields may carry). Both write the same compact UTF-8 JSON."""
+    try:
+        return orjson.dumps(fields)
+    except orjson.JSONEncodeError:
+        return json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+
+
 class RedisStreamsQueue:
     def __init__(self, client: aioredis.Redis, *, prefix: str = "citybrain") -> None:
         self._r = client
@@ -135,12 +146,11 @@ class RedisStreamsQueue:
         if not entries:
             return []
         keys = [f"{self._p}:queues", f"{self._p}:seq"]
-        args: list[str] = []
+        args: list[str | bytes] = []
         for entry in entries:
             violation_id = str(entry.fields["violation_id"])
             keys += (self._entry_key(violation_id), self._stream(entry.queue))
-            data = json.dumps(entry.fields, separators=(",", ":"), ensure_ascii=False)
-            args += (violation_id, data, entry.queue)
+            args += (violation_id, _entry_json(entry.fields), entry.queue)
         replies = await self._call(self._append_many(keys=keys, args=args))
         return [
             AppendResult(entry_id=str(entry_id), created=bool(created))
