@@ -19,7 +19,7 @@ one :data:`Decision` per message plus the state to store once the decisions are 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -188,14 +188,10 @@ def in_peak_hours(ts_ms: int, *, windows: Sequence[PeakWindow], timezone: str) -
     return any(w.start <= now < w.end and (weekday or not w.weekdays_only) for w in windows)
 
 
-def _rule_matches(
-    rule: PriorityRule, event: ViolationEvent, *, tags: frozenset[str], peak: Callable[[], bool]
-) -> bool:
-    # Peak hours last: working out the local time costs more than the rest of the rule.
-    return (
-        (not rule.types or event.type in rule.types)
-        and (not rule.camera_tags or not tags.isdisjoint(rule.camera_tags))
-        and (rule.peak_hours is None or rule.peak_hours == peak())
+def _matches_always(rule: PriorityRule, event: ViolationEvent, *, tags: frozenset[str]) -> bool:
+    """Whether ``rule`` holds for ``event`` and ``tags``, whatever the time of day."""
+    return (not rule.types or event.type in rule.types) and (
+        not rule.camera_tags or not tags.isdisjoint(rule.camera_tags)
     )
 
 
@@ -219,6 +215,11 @@ class Dispatcher:
                     tags=frozenset(camera.tags),
                     timezone=city.timezone,
                 )
+        # The rules that can match each violation type and camera tag set, first to last, as
+        # (peak hours condition, priority): only the time of day is left to check per event.
+        self._candidate_rules: dict[
+            tuple[str, frozenset[str]], tuple[tuple[bool | None, Priority], ...]
+        ] = {}
         self._window_ms = int(config.grouping.window_s * 1000)
         self._horizon_ms = int(config.dedup_horizon_s * 1000)
 
@@ -304,13 +305,21 @@ class Dispatcher:
     def priority(self, event: ViolationEvent, *, tags: frozenset[str], timezone: str) -> Priority:
         """The first matching rule's priority, else the default."""
         settings = self.config.priorities
-
-        def peak() -> bool:
-            return in_peak_hours(event.ts_ms, windows=settings.peak_hours, timezone=timezone)
-
-        for rule in settings.rules:
-            if _rule_matches(rule, event, tags=tags, peak=peak):
-                return rule.priority
+        candidates = self._candidate_rules.get((event.type, tags))
+        if candidates is None:
+            candidates = self._candidate_rules[(event.type, tags)] = tuple(
+                (rule.peak_hours, rule.priority)
+                for rule in settings.rules
+                if _matches_always(rule, event, tags=tags)
+            )
+        peak: bool | None = None
+        for peak_hours, priority in candidates:
+            if peak_hours is None:
+                return priority
+            if peak is None:
+                peak = in_peak_hours(event.ts_ms, windows=settings.peak_hours, timezone=timezone)
+            if peak == peak_hours:
+                return priority
         return settings.default
 
     def route(self, place: _Place) -> str:

@@ -140,6 +140,17 @@ def test_priority_follows_the_first_matching_rule(
     assert decision.entry.fields["priority"] == priority
 
 
+def test_priority_checks_the_time_of_each_event_not_of_the_first(dispatcher: Dispatcher) -> None:
+    # The rules that can match a type and camera are worked out once; the time never is.
+    priorities = []
+    for ts_ms in (MONDAY_PEAK_MS, MONDAY_NOON_MS, SATURDAY_PEAK_MS, MONDAY_PEAK_MS):
+        data = raw(camera_id="wuzhen-cam-01", city="wuzhen", ts_ms=ts_ms)
+        decision = only(dispatcher, data)
+        assert isinstance(decision, Dispatch)
+        priorities.append(decision.entry.fields["priority"])
+    assert priorities == ["urgent", "high", "high", "urgent"]
+
+
 def test_routing_per_city() -> None:
     config = DispatchConfig(routing="city")
     d = Dispatcher(config=config, catalogue=load_catalogue())
