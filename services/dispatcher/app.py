@@ -52,6 +52,7 @@ from services.dispatcher.executor import PlanExecutor
 from services.dispatcher.intake import Intake
 from services.dispatcher.metrics import DispatcherMetrics, instrument
 from services.dispatcher.transport import App, Consumer
+from services.dispatcher.writer import write_in_order
 
 log = logging.getLogger(__name__)
 
@@ -76,28 +77,40 @@ class DispatcherSettings:
 
 
 class GroupTableView(Mapping[str, GroupState]):
-    """The core's read-only view of the groups table (JSON dicts in faust's store)."""
+    """The core's read-only view of the groups table (JSON dicts in faust's store).
 
-    def __init__(self, store: Any) -> None:
+    ``newer`` holds the groups of a batch still being written, not in the table yet; they
+    are read first.
+    """
+
+    def __init__(self, store: Any, *, newer: Mapping[str, GroupState]) -> None:
         self._store = store
+        self._newer = newer
 
     def __getitem__(self, key: str) -> GroupState:
-        return GroupState.from_dict(self._store[key])
+        group: GroupState | None = self.get(key)
+        if group is None:
+            raise KeyError(key)
+        return group
 
     def get(self, key: str, default: Any = None) -> Any:
         # Most keys are new: Mapping.get would raise and catch a KeyError for each of them.
+        group = self._newer.get(key)
+        if group is not None:
+            return group
         value = self._store.get(key)
         return default if value is None else GroupState.from_dict(value)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._store)
+        yield from self._newer
+        yield from (key for key in self._store if key not in self._newer)
 
     def __len__(self) -> int:
-        return len(self._store)
+        return sum(1 for _ in self)
 
 
 class BatchHandler:
-    """Carries out one batch's plan: dead letters, queue writes, table state, metrics."""
+    """Plans a batch and carries out its plan: dead letters, queue writes, table state."""
 
     def __init__(
         self,
@@ -122,14 +135,18 @@ class BatchHandler:
         # Batches and the prune timer both change state and send it; each does so whole.
         self._state_lock = asyncio.Lock()
 
-    async def handle(self, messages: Sequence[Message]) -> list[Awaitable[Any]]:
-        """Write a batch's entries; returns the deliveries (dead letters and state) that must
-        reach the broker before its messages may be acked."""
+    def plan(self, messages: Sequence[Message], *, newer: Mapping[str, GroupState]) -> Plan:
         raws = [message.value or b"" for message in messages]
         self._metrics.events.inc(len(raws))
-        plan = self._dispatcher.plan(
-            raws, state=GroupTableView(self._groups.data), now_ms=int(time.time() * 1000)
+        return self._dispatcher.plan(
+            raws,
+            state=GroupTableView(self._groups.data, newer=newer),
+            now_ms=int(time.time() * 1000),
         )
+
+    async def write(self, plan: Plan, messages: Sequence[Message]) -> list[Awaitable[Any]]:
+        """Write a batch's entries; returns the deliveries (dead letters and state) that must
+        reach the broker before its messages may be acked."""
         deliveries = [
             await self._dead_letter(message, decision)
             for message, decision in zip(messages, plan.decisions, strict=True)
@@ -243,55 +260,13 @@ async def send_changelog(
     return deliveries
 
 
-async def write_in_order(intake: Intake, handler: BatchHandler, queue: ControlCenterQueue) -> None:
-    """Handle batch after batch; ack each one's messages once its deliveries are on the broker.
-
-    A batch's deliveries are awaited while the next batch is handled, so the broker's
-    acknowledgements overlap the work; at most two batches are in flight.
-    """
-    acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    acked.set_result(None)
-    try:
-        while True:
-            messages = await _take_unless_failed(intake, acked)
-            deliveries = await handler.handle(messages)
-            await acked
-            acked = asyncio.ensure_future(_ack_once_delivered(intake, messages, deliveries))
-    finally:
-        acked.cancel()
-        await queue.close()
-
-
-async def _take_unless_failed(intake: Intake, acked: asyncio.Future[None]) -> list[Message]:
-    """The next batch; raises at once if the previous batch's deliveries failed meanwhile."""
-    if acked.done():
-        acked.result()
-        return await intake.take()
-    taking = asyncio.ensure_future(intake.take())
-    try:
-        waiters: set[asyncio.Future[Any]] = {taking, acked}
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if acked.done():
-            acked.result()
-        return await taking
-    finally:
-        taking.cancel()
-
-
-async def _ack_once_delivered(
-    intake: Intake, messages: Sequence[Message], deliveries: Sequence[Awaitable[Any]]
-) -> None:
-    await asyncio.gather(*deliveries)
-    intake.done(messages)
-
-
 def build_app(
     settings: DispatcherSettings,
     *,
     queue: ControlCenterQueue,
     registry: CollectorRegistry,
 ) -> faust.App:
-    """Wire topics, tables, the agent, the prune timer and ``/metrics`` into a faust app."""
+    """Wire topics, tables, the writer, the prune timer and ``/metrics`` into a faust app."""
     config = settings.config
     partitions = settings.source_partitions
     app = App(
@@ -345,7 +320,10 @@ def build_app(
     consumer.route_batches(settings.topic, intake)
 
     async def write() -> None:
-        await write_in_order(intake, handler, queue)
+        try:
+            await write_in_order(intake, handler)
+        finally:
+            await queue.close()
 
     app.task(write)
 

@@ -1,0 +1,95 @@
+"""The dispatch writer: batch after batch, in order, with the steps of three batches overlapping.
+
+A batch goes through three steps:
+
+1. **plan**: the pure core decides every message (CPU only);
+2. **write**: dead letters are produced, entries and repeats go to Redis in one script call,
+   and only then is the state sent to the tables' changelogs;
+3. **ack**: once the dead letters and the state are on the broker, its messages are acked.
+
+Batch N+1 is planned while batch N's script runs in Redis, and batch N's acknowledgements
+from the broker arrive while N+1 is written: the worker does not sit idle waiting for
+either. Order is kept where it matters. Writes run one batch at a time, in order. A batch is
+planned against the state left by every batch before it: the table holds all but the batch
+still being written, whose groups the plan reads first. At most two batches wait for their
+acks, so memory stays bounded when the broker is slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from faust.types import Message
+
+from services.dispatcher.core import GroupState, Plan
+from services.dispatcher.intake import Intake
+
+
+class BatchSteps(Protocol):
+    def plan(self, messages: Sequence[Message], *, newer: Mapping[str, GroupState]) -> Plan:
+        """Decide a batch; ``newer`` is group state not yet in the table, read before it."""
+
+    async def write(self, plan: Plan, messages: Sequence[Message]) -> list[Awaitable[Any]]:
+        """Carry out ``plan``; returns the deliveries that must reach the broker before the
+        batch's messages may be acked."""
+
+
+@dataclass(frozen=True, slots=True)
+class _InFlight:
+    plan: Plan
+    written: asyncio.Future[list[Awaitable[Any]]]
+    acked: asyncio.Future[None]
+
+
+async def write_in_order(intake: Intake, steps: BatchSteps) -> None:
+    """Plan, write and ack batch after batch until cancelled; raises what stops a batch."""
+    previous: _InFlight | None = None
+    acked_before: asyncio.Future[None] | None = None
+    try:
+        while True:
+            messages = await _take_unless_failed(intake, previous)
+            plan = steps.plan(messages, newer=previous.plan.groups if previous else {})
+            if previous is not None:
+                await previous.written
+            if acked_before is not None:
+                await acked_before
+            written = asyncio.ensure_future(steps.write(plan, messages))
+            acked = asyncio.ensure_future(_ack_once_delivered(intake, messages, written))
+            acked_before = previous.acked if previous is not None else None
+            previous = _InFlight(plan, written, acked)
+    finally:
+        for future in (previous.written, previous.acked) if previous else ():
+            future.cancel()
+        if acked_before is not None:
+            acked_before.cancel()
+
+
+async def _take_unless_failed(intake: Intake, previous: _InFlight | None) -> list[Message]:
+    """The next batch; raises at once if the previous batch fails meanwhile, rather than
+    when a next batch comes, which may be never."""
+    if previous is None:
+        return await intake.take()
+    if previous.acked.done():
+        previous.acked.result()
+        return await intake.take()
+    taking = asyncio.ensure_future(intake.take())
+    try:
+        waiters: set[asyncio.Future[Any]] = {taking, previous.acked}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if previous.acked.done():
+            previous.acked.result()
+        return await taking
+    finally:
+        taking.cancel()
+
+
+async def _ack_once_delivered(
+    intake: Intake,
+    messages: Sequence[Message],
+    written: asyncio.Future[list[Awaitable[Any]]],
+) -> None:
+    await asyncio.gather(*await written)
+    intake.done(messages)
