@@ -1,15 +1,16 @@
-"""The dispatcher's faust consumer: the inline hand-off and the prompt resume."""
+"""The dispatcher's faust consumer: batch routes, the inline hand-off and the prompt resume."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from faust.transport.drivers import aiokafka
-from faust.types import TP
+from faust.types import TP, AppT, Message
 from mode.services import WaitResults
 
 from services.dispatcher.transport import PAUSED_FETCH_WAIT_S, App, Consumer, hand_off
@@ -163,5 +164,239 @@ def test_with_some_partitions_paused_fetches_wait_briefly(monkeypatch: pytest.Mo
             consumer.on_buffer_full(paused)
             await consumer._wait_next_records(timeout=1.0)
             assert waits == [1.0, PAUSED_FETCH_WAIT_S]
+
+    asyncio.run(scenario())
+
+
+async def subscribe(app: AppT, topic: str) -> None:
+    """Subscribe ``app`` to ``topic`` as a started app does: faust then acks its messages."""
+    app.topics.add(app.topic(topic))
+    await app.topics._update_indices()  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class Record:
+    """What faust's aiokafka ``_to_message`` reads of a fetched ``ConsumerRecord``."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int = 0
+    timestamp_type: int = 0
+    headers: Sequence[tuple[str, bytes]] = ()
+    key: bytes | None = None
+    value: bytes = b"{}"
+    checksum: int | None = None
+    serialized_key_size: int = 0
+    serialized_value_size: int = 2
+
+
+def records(tp: TP, *offsets: int) -> list[Record]:
+    return [Record(tp.topic, tp.partition, offset) for offset in offsets]
+
+
+@dataclass
+class RecordingSink:
+    delivered: list[tuple[TP, list[int]]] = field(default_factory=list)
+
+    def deliver(self, tp: TP, messages: Sequence[Message]) -> None:
+        self.delivered.append((tp, [m.offset for m in messages]))
+
+
+SOURCE_0, SOURCE_1 = TP("violations", 0), TP("violations", 1)
+OTHER = TP("other", 0)
+
+
+@contextlib.asynccontextmanager
+async def routing(
+    monkeypatch: pytest.MonkeyPatch,
+    fetched: dict[TP, list[Record]],
+    *,
+    active: set[TP] | None = None,
+) -> AsyncIterator[tuple[Consumer, RecordingSink]]:
+    """A consumer that routes the source topic to a sink, and fetches ``fetched`` once."""
+    with unstarted_consumer() as consumer:
+        await subscribe(consumer.app, SOURCE_0.topic)
+        sink = RecordingSink()
+        consumer.route_batches(SOURCE_0.topic, sink)
+
+        async def fetch(timeout: float) -> tuple[dict[TP, list[Record]], set[TP] | None]:
+            return fetched, active
+
+        monkeypatch.setattr(consumer, "_wait_next_records", fetch)
+        # The end offset comes from the fetcher's client, which an unstarted consumer lacks.
+        monkeypatch.setattr(consumer, "highwater", lambda tp: 0)
+        yield consumer, sink
+
+
+async def route(consumer: Consumer) -> None:
+    await asyncio.wait_for(consumer._fetch_and_route(), HANG_S)
+
+
+def test_a_routed_topic_reaches_its_sink_as_one_batch_per_partition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        fetched = {SOURCE_0: records(SOURCE_0, 3, 4, 5), SOURCE_1: records(SOURCE_1, 0)}
+        async with routing(monkeypatch, fetched) as (consumer, sink):
+            ends = []
+            monkeypatch.setattr(
+                consumer.app.monitor, "track_tp_end_offset", lambda tp, offset: ends.append(tp)
+            )
+            await route(consumer)
+            assert sink.delivered == [(SOURCE_0, [3, 4, 5]), (SOURCE_1, [0])]
+            assert consumer._read_offset[SOURCE_0] == 5
+            assert consumer._read_offset[SOURCE_1] == 0
+            # The consumer lag stays measured, once a partition rather than once a message.
+            assert ends == [SOURCE_0, SOURCE_1]
+
+    asyncio.run(scenario())
+
+
+def test_records_below_the_read_offset_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with routing(monkeypatch, {SOURCE_0: records(SOURCE_0, 3, 4, 5, 6)}) as (
+            consumer,
+            sink,
+        ):
+            # After a seek the read offset is the committed offset, the next one to read.
+            consumer._read_offset[SOURCE_0] = 5
+            await route(consumer)
+            assert sink.delivered == [(SOURCE_0, [5, 6])]
+            assert consumer._read_offset[SOURCE_0] == 6
+
+    asyncio.run(scenario())
+
+
+def test_a_fetch_of_records_already_read_delivers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with routing(monkeypatch, {SOURCE_0: records(SOURCE_0, 3, 4)}) as (consumer, sink):
+            consumer._read_offset[SOURCE_0] = 7
+            await route(consumer)
+            assert sink.delivered == []  # an empty batch is never delivered
+            assert consumer._read_offset[SOURCE_0] == 7
+
+    asyncio.run(scenario())
+
+
+def gap(consumer: Consumer, tp: TP) -> list[int]:
+    return sorted(o for interval in consumer._gap[tp] for o in range(interval.begin, interval.end))
+
+
+@pytest.mark.parametrize(
+    ("read_offset", "offsets", "skipped"),
+    [
+        (None, (5, 8), [6, 7]),  # within a batch
+        (5, (8, 9), [6, 7]),  # from the last batch read
+        (5, (6, 7), []),
+    ],
+)
+def test_offsets_skipped_between_records_are_a_gap(
+    monkeypatch: pytest.MonkeyPatch,
+    read_offset: int | None,
+    offsets: tuple[int, ...],
+    skipped: list[int],
+) -> None:
+    async def scenario() -> None:
+        async with routing(monkeypatch, {SOURCE_0: records(SOURCE_0, *offsets)}) as (
+            consumer,
+            sink,
+        ):
+            consumer._read_offset[SOURCE_0] = read_offset
+            await route(consumer)
+            # A gap is never acked, so faust counts it as acked when it works out the commit;
+            # the records on either side are not in it.
+            assert gap(consumer, SOURCE_0) == skipped
+            assert sink.delivered == [(SOURCE_0, list(offsets))]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="offset 0 is falsy: a gap right after it is not recorded (as in faust's own loop),"
+    " so acked offsets past the gap never become committable",
+)
+def test_a_gap_right_after_offset_0_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with routing(monkeypatch, {SOURCE_0: records(SOURCE_0, 0, 3)}) as (consumer, _):
+            await route(consumer)
+            assert gap(consumer, SOURCE_0) == [1, 2]
+
+    asyncio.run(scenario())
+
+
+def test_a_stopped_flow_delivers_nothing_and_seeks_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        async with routing(monkeypatch, {SOURCE_0: records(SOURCE_0, 3, 4)}) as (consumer, sink):
+            seeks = []
+
+            async def perform_seek() -> None:
+                seeks.append(True)
+
+            monkeypatch.setattr(consumer, "perform_seek", perform_seek)
+            consumer.stop_flow()
+            await route(consumer)
+            assert sink.delivered == []
+            # What was fetched is read again, from the committed offsets.
+            assert seeks == [True]
+            assert consumer._read_offset[SOURCE_0] is None
+
+    asyncio.run(scenario())
+
+
+def test_a_new_generation_stops_routing_the_rest_of_a_fetch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        fetched = {SOURCE_0: records(SOURCE_0, 3), SOURCE_1: records(SOURCE_1, 7)}
+        async with routing(monkeypatch, fetched) as (consumer, sink):
+            deliver = sink.deliver
+
+            def rebalanced_on_deliver(tp: TP, messages: Sequence[Message]) -> None:
+                deliver(tp, messages)
+                consumer.app.consumer_generation_id += 1
+
+            monkeypatch.setattr(sink, "deliver", rebalanced_on_deliver)
+            await route(consumer)
+            # The rest was fetched for the old assignment; the new one reads it again.
+            assert sink.delivered == [(SOURCE_0, [3])]
+            assert consumer._read_offset[SOURCE_1] is None
+
+    asyncio.run(scenario())
+
+
+def test_only_active_or_paused_partitions_are_routed(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> None:
+        fetched = {
+            SOURCE_0: records(SOURCE_0, 1),
+            SOURCE_1: records(SOURCE_1, 2),
+            TP("violations", 2): records(TP("violations", 2), 3),
+        }
+        async with routing(monkeypatch, fetched, active={SOURCE_0}) as (consumer, sink):
+            # Fetched before it paused: faust delivers these too.
+            consumer._buffered_partitions.add(SOURCE_1)
+            await route(consumer)
+            assert sink.delivered == [(SOURCE_0, [1]), (SOURCE_1, [2])]
+
+    asyncio.run(scenario())
+
+
+def test_topics_not_routed_go_through_the_callback_one_message_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def scenario() -> None:
+        fetched = {OTHER: records(OTHER, 4, 5), SOURCE_0: records(SOURCE_0, 9)}
+        async with routing(monkeypatch, fetched) as (consumer, sink):
+            called = []
+
+            async def callback(message: Message) -> None:
+                called.append((message.tp, message.offset))
+
+            monkeypatch.setattr(consumer, "callback", callback)
+            await route(consumer)
+            assert called == [(OTHER, 4), (OTHER, 5)]
+            assert consumer._read_offset[OTHER] == 5
+            assert sink.delivered == [(SOURCE_0, [9])]
 
     asyncio.run(scenario())
