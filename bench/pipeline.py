@@ -115,13 +115,19 @@ class Entries:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self._r, self._prefix = client, prefix
 
+    def _streams(self) -> list[str]:
+        # The queue's own set of queue names: a SCAN would walk every key in Redis (millions
+        # after a few runs), and polling with it loaded Redis while the worker wrote to it.
+        names = self._r.smembers(f"{self._prefix}:queues")
+        return [f"{self._prefix}:q:{name.decode()}" for name in names]
+
     def count(self) -> int:
-        return sum(int(self._r.xlen(s)) for s in self._r.scan_iter(f"{self._prefix}:q:*"))
+        return sum(int(self._r.xlen(s)) for s in self._streams())
 
     def records(self) -> list[tuple[int, dict[str, Any]]]:
         """(Redis write ms, entry fields) for every record."""
         out = []
-        for stream in self._r.scan_iter(f"{self._prefix}:q:*"):
+        for stream in self._streams():
             for entry_id, rec in self._r.xrange(stream):
                 out.append((int(entry_id.split(b"-")[0]), json.loads(rec[b"d"])))
         return out

@@ -190,7 +190,13 @@ class Consumer(aiokafka.Consumer):
             offset = record.offset
             if previous is not None and offset < previous:
                 continue
-            if previous and offset - previous > 1 and self.app.topics.acks_enabled_for(tp.topic):
+            # ``is not None``: faust's own loop tests the offset's truth, and misses a gap
+            # right after offset 0, which then blocks the partition's commits for good.
+            if (
+                previous is not None
+                and offset - previous > 1
+                and self.app.topics.acks_enabled_for(tp.topic)
+            ):
                 await self._add_gap(tp, previous + 1, offset - 1)
             messages.append(self._to_message(tp, record))
             previous = offset

@@ -441,9 +441,7 @@ def test_scaling_out_and_in_mid_stream_loses_and_duplicates_nothing(
     first.start()
     publisher = Publisher(kafka_bootstrap, unique_name, workload, rate=300).start()
     try:
-        _wait_until(
-            lambda: probe.count() > N_VALID // 5, timeout_s=120, what="a fifth", logs=logs
-        )
+        _wait_until(lambda: probe.count() > N_VALID // 5, timeout_s=120, what="a fifth", logs=logs)
         second.start()
         _wait_until(lambda: probe.count() > N_VALID // 2, timeout_s=120, what="half", logs=logs)
         assert first.kill(signal.SIGTERM) == 0

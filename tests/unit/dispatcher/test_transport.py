@@ -312,11 +312,6 @@ def test_offsets_skipped_between_records_are_a_gap(
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="offset 0 is falsy: a gap right after it is not recorded (as in faust's own loop),"
-    " so acked offsets past the gap never become committable",
-)
 def test_a_gap_right_after_offset_0_is_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario() -> None:
         async with routing(monkeypatch, {SOURCE_0: records(SOURCE_0, 0, 3)}) as (consumer, _):
