@@ -317,6 +317,7 @@ def build_app(
     )
     consumer = app.consumer
     assert isinstance(consumer, Consumer)
+    consumer.fetch_max_wait_s = config.consumer.fetch_max_wait_s
     consumer.route_batches(settings.topic, intake)
 
     async def write() -> None:

@@ -114,6 +114,15 @@ class ConsumerSettings(_Strict):
         ),
     )
     heartbeat_interval_s: float = Field(default=3, gt=0, le=100)
+    fetch_max_wait_s: float = Field(
+        default=0.02,
+        gt=0,
+        le=1.5,
+        description=(
+            "how long the broker may hold a fetch for partitions with no new data; a fetch "
+            "that waits holds up the worker's other partitions on that broker"
+        ),
+    )
     commit_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="how often acked offsets are committed"
     )

@@ -11,8 +11,8 @@ What faust's stream did per message, the intake does per batch:
 - **Tracking.** Delivered messages are tracked as unacked in faust's consumer, so a
   rebalance or a clean stop waits for them to be handled before it commits. Once handled
   they are acked, and faust commits no further than the acked offsets.
-- **Bounded memory.** Once ``2 * max_events`` wait, every partition that delivers more is
-  paused; all resume once fewer than ``max_events`` wait. While Redis is away the writer
+- **Bounded memory.** Once ``4 * max_events`` wait, every partition that delivers more is
+  paused; all resume once at most ``2 * max_events`` wait. While Redis is away the writer
   waits, so fetching stops there.
 - **Rebalances.** When a rebalance suspends the flow, faust clears its stream buffers; the
   intake drops what waits in the same way and stops tracking it. Messages of an older
@@ -32,6 +32,12 @@ import faust
 from faust.types import TP, Message
 
 from services.dispatcher.metrics import BatchMonitor
+
+# Fetching pauses once this many batches wait, and resumes once at most RESUME_AT_BATCHES
+# do: one fetch brings up to about a thousand events a partition, and it must land while
+# the writer still has work, or the writer waits for the broker.
+PAUSE_AT_BATCHES = 4
+RESUME_AT_BATCHES = 2
 
 
 class Intake:
@@ -65,7 +71,7 @@ class Intake:
         waiting = len(self._messages)
         if waiting >= self._max_events:
             self._full.set()
-        if waiting >= 2 * self._max_events:
+        if waiting >= PAUSE_AT_BATCHES * self._max_events:
             self._paused.add(tp)
             self._app.consumer.on_buffer_full(tp)
 
@@ -118,6 +124,7 @@ class Intake:
             self._arrived.clear()
         if waiting < self._max_events:
             self._full.clear()
+        if waiting <= RESUME_AT_BATCHES * self._max_events:
             for tp in self._paused:
                 self._app.consumer.on_buffer_drop(tp)
             self._paused.clear()

@@ -11,6 +11,11 @@ semantics do not need.
   (read offsets, gaps, the flow-control and generation checks) is done here per batch; the
   sink tracks, acks and counts the messages itself.
 
+- **Short fetch waits.** faust fixes aiokafka's ``fetch_max_wait_ms`` at 1,500 ms: how long
+  the broker holds a fetch for partitions that have no new data. aiokafka sends one fetch
+  at a time to a broker, so while such a fetch waits, partitions that do have data (or
+  were just drained) cannot be fetched either. With faust's value a worker draining a
+  backlog stalled for up to a second and a half at a time; the wait is a setting here.
 - **Prompt resume.** When a stream buffer fills, faust stops fetching the partitions that
   feed it and resumes each once the buffer has drained to half. But its fetch loop then
   waits a whole second: ``getmany`` on the partitions still active, which may hold no
@@ -35,6 +40,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from faust.transport.consumer import CONSUMER_FETCHING, RecordMap, ensure_TP
 from faust.transport.drivers import aiokafka
 from faust.types import TP, Message
@@ -103,13 +109,31 @@ class BatchSink(Protocol):
         """
 
 
+class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, whose aiokafka consumer waits as briefly as its faust
+    consumer says."""
+
+    def _create_worker_consumer(self, transport: aiokafka.Transport) -> AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        # Not an argument faust passes on; aiokafka hands it to its fetcher on start.
+        consumer._fetch_max_wait_ms = round(cast(Consumer, self.consumer).fetch_max_wait_s * 1000)
+        return consumer
+
+
 class Consumer(aiokafka.Consumer):
-    """faust's aiokafka consumer with batch routes, a prompt resume and an inline hand-off."""
+    """faust's aiokafka consumer with batch routes, short fetch waits, a prompt resume and
+    an inline hand-off."""
+
+    #: How long the broker may hold a fetch for partitions with no new data.
+    fetch_max_wait_s = 0.02
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._buffer_drained = asyncio.Event()
         self._batch_sinks: dict[str, BatchSink] = {}
+
+    def _new_consumer_thread(self) -> ConsumerThread:
+        return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     def route_batches(self, topic: str, sink: BatchSink) -> None:
         """Deliver ``topic``'s messages to ``sink``, a fetched batch per partition at a time."""
