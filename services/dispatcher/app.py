@@ -12,8 +12,8 @@ No loss, no duplicates:
 - A crash anywhere before the commit means redelivery. The queue's append and repeat are
   idempotent per violation id, so a redelivered event never creates a second entry.
 - While the writer is busy the consumer keeps fetching, so fetching and writing overlap
-  and batches grow with the load; the intake pauses partitions once it holds
-  ``2 * batch.max_events``, so memory stays bounded while Redis is away.
+  and batches grow with the load; the intake pauses partitions once it holds a few
+  batches, so memory stays bounded while Redis is away.
 
 Scale-out: run more processes with the same app id; they share the consumer group, and each
 table partition follows its source partition.

@@ -37,53 +37,64 @@ class BatchSteps(Protocol):
         batch's messages may be acked."""
 
 
+# Batches written whose acks are still awaited, at most: bounds memory when the broker is
+# slow, and lets the broker's acks for one batch arrive while the next is written.
+MAX_AWAITING_ACKS = 2
+
+
 @dataclass(frozen=True, slots=True)
-class _InFlight:
+class _Written:
     plan: Plan
     written: asyncio.Future[list[Awaitable[Any]]]
-    acked: asyncio.Future[None]
 
 
 async def write_in_order(intake: Intake, steps: BatchSteps) -> None:
     """Plan, write and ack batch after batch until cancelled; raises what stops a batch."""
-    previous: _InFlight | None = None
-    acked_before: asyncio.Future[None] | None = None
+    previous: _Written | None = None
+    # The ack of every batch written and not yet acked, oldest first.
+    awaiting: list[asyncio.Future[None]] = []
     try:
         while True:
-            messages = await _take_unless_failed(intake, previous)
+            messages = await _take_unless_failed(intake, awaiting)
             plan = steps.plan(messages, newer=previous.plan.groups if previous else {})
             if previous is not None:
                 await previous.written
-            if acked_before is not None:
-                await acked_before
+            while len(awaiting) >= MAX_AWAITING_ACKS:
+                await awaiting.pop(0)
             written = asyncio.ensure_future(steps.write(plan, messages))
-            acked = asyncio.ensure_future(_ack_once_delivered(intake, messages, written))
-            acked_before = previous.acked if previous is not None else None
-            previous = _InFlight(plan, written, acked)
+            awaiting.append(asyncio.ensure_future(_ack_once_delivered(intake, messages, written)))
+            previous = _Written(plan, written)
     finally:
-        for future in (previous.written, previous.acked) if previous else ():
+        for future in [previous.written] if previous else []:
             future.cancel()
-        if acked_before is not None:
-            acked_before.cancel()
+        for future in awaiting:
+            future.cancel()
 
 
-async def _take_unless_failed(intake: Intake, previous: _InFlight | None) -> list[Message]:
-    """The next batch; raises at once if the previous batch fails meanwhile, rather than
-    when a next batch comes, which may be never."""
-    if previous is None:
-        return await intake.take()
-    if previous.acked.done():
-        previous.acked.result()
+async def _take_unless_failed(
+    intake: Intake, awaiting: list[asyncio.Future[None]]
+) -> list[Message]:
+    """The next batch; raises at once if a batch awaiting its acks fails meanwhile, rather
+    than when a next batch comes, which may be never."""
+    _forget_acked(awaiting)
+    if not awaiting:
         return await intake.take()
     taking = asyncio.ensure_future(intake.take())
     try:
-        waiters: set[asyncio.Future[Any]] = {taking, previous.acked}
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if previous.acked.done():
-            previous.acked.result()
-        return await taking
+        while not taking.done():
+            waiters: set[asyncio.Future[Any]] = {taking, *awaiting}
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            _forget_acked(awaiting)
+        return taking.result()
     finally:
         taking.cancel()
+
+
+def _forget_acked(awaiting: list[asyncio.Future[None]]) -> None:
+    """Drop the batches acked from ``awaiting``; raises the failure of one that failed."""
+    for future in [f for f in awaiting if f.done()]:
+        future.result()
+        awaiting.remove(future)
 
 
 async def _ack_once_delivered(

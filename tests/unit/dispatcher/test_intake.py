@@ -11,7 +11,7 @@ from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
 from prometheus_client import CollectorRegistry
 
-from services.dispatcher.intake import Intake
+from services.dispatcher.intake import PAUSE_AT_BATCHES, RESUME_AT_BATCHES, Intake
 from services.dispatcher.metrics import BatchMonitor, instrument
 from services.dispatcher.transport import Consumer
 from tests.unit.dispatcher.test_transport import HANG_S, subscribe, unstarted_consumer
@@ -140,18 +140,22 @@ def test_delivered_messages_are_unacked_until_done() -> None:
     asyncio.run(scenario())
 
 
-def test_a_partition_pauses_once_twice_max_events_wait_and_resumes_below_max_events() -> None:
+def test_a_partition_pauses_at_the_pause_bound_and_resumes_at_the_resume_bound() -> None:
     async def scenario() -> None:
-        async with intake_on(max_events=2) as (intake, consumer, _):
-            intake.deliver(TP0, messages(consumer, TP0, range(3)))
+        max_events = 2
+        pause_at, resume_at = PAUSE_AT_BATCHES * max_events, RESUME_AT_BATCHES * max_events
+        async with intake_on(max_events=max_events) as (intake, consumer, _):
+            intake.deliver(TP0, messages(consumer, TP0, range(pause_at - 1)))
             assert consumer._get_active_partitions() == {TP0, TP1}
             intake.deliver(TP1, messages(consumer, TP1, range(1)))
             # Only the partition that delivered past the bound stops fetching.
             assert consumer._get_active_partitions() == {TP0}
             assert consumer._buffered_partitions == {TP1}
+            while len(intake) - max_events > resume_at:
+                await taken(intake)
+                assert consumer._buffered_partitions == {TP1}  # still above the resume bound
             await taken(intake)
-            assert consumer._buffered_partitions == {TP1}  # two still wait: not below two
-            await taken(intake)
+            assert len(intake) == resume_at
             assert consumer._get_active_partitions() == {TP0, TP1}
             assert consumer._buffered_partitions == set()
 
@@ -161,7 +165,7 @@ def test_a_partition_pauses_once_twice_max_events_wait_and_resumes_below_max_eve
 def test_clearing_a_suspended_flow_drops_and_untracks_what_waits() -> None:
     async def scenario() -> None:
         async with intake_on(max_events=1) as (intake, consumer, _):
-            delivered = messages(consumer, TP0, range(2))
+            delivered = messages(consumer, TP0, range(PAUSE_AT_BATCHES))
             intake.deliver(TP0, delivered)
             assert consumer._buffered_partitions == {TP0}
             consumer.app.flow_control.suspend()

@@ -220,13 +220,6 @@ def test_a_delivery_that_fails_stops_the_writer_without_a_next_batch() -> None:
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "write_in_order waits for the next batch watching only the last batch's acks: a "
-        "failed delivery of the batch before it surfaces only once a next batch comes"
-    ),
-)
 def test_a_delivery_of_the_older_batch_awaiting_acks_that_fails_stops_the_writer() -> None:
     async def scenario() -> None:
         async with writing(2) as w:
