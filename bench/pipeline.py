@@ -184,13 +184,16 @@ class Worker:
 
 async def floor(*, bootstrap: str, redis_url: str, topic: str, prefix: str, n: int) -> None:
     """The bare loop: consume, append the same batches to Redis, commit. Nothing else."""
-    batch = load_dispatch_config().batch.max_events
+    config = load_dispatch_config()
+    batch = config.batch.max_events
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
         group_id=prefix,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # The dispatcher's own fetch wait, so that neither stalls on a long poll.
+        fetch_max_wait_ms=round(config.consumer.fetch_max_wait_s * 1000),
     )
     queue = RedisStreamsQueue.from_url(redis_url, prefix=prefix)
     await consumer.start()
