@@ -65,10 +65,10 @@ async def write_in_order(intake: Intake, steps: BatchSteps) -> None:
             awaiting.append(asyncio.ensure_future(_ack_once_delivered(intake, messages, written)))
             previous = _Written(plan, written)
     finally:
-        for future in [previous.written] if previous else []:
-            future.cancel()
-        for future in awaiting:
-            future.cancel()
+        if previous is not None:
+            previous.written.cancel()
+        for acked in awaiting:
+            acked.cancel()
 
 
 async def _take_unless_failed(

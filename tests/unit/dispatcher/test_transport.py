@@ -395,3 +395,15 @@ def test_topics_not_routed_go_through_the_callback_one_message_at_a_time(
             assert sink.delivered == [(SOURCE_0, [9])]
 
     asyncio.run(scenario())
+
+
+def test_the_worker_consumer_fetches_with_the_configured_wait() -> None:
+    # faust passes aiokafka a fixed 1.5 s; the thread must hand on the consumer's own wait.
+    async def scenario() -> None:
+        with unstarted_consumer() as consumer:
+            consumer.fetch_max_wait_s = 0.05
+            aiokafka_consumer = consumer._thread._create_worker_consumer(consumer.transport)
+            assert aiokafka_consumer._fetch_max_wait_ms == 50
+            await aiokafka_consumer.stop()
+
+    asyncio.run(scenario())
