@@ -1,4 +1,4 @@
-"""faust's Kafka transport, with three changes to its consumer loop.
+"""faust's Kafka transport, with four changes to its consumer loop.
 
 All keep faust's semantics (flow control during rebalances, paused partitions while a
 buffer is full, commits only up to acked offsets); they remove waiting and work that those
@@ -10,7 +10,6 @@ semantics do not need.
   partition's fetched messages as one list instead. What faust does per message on the way
   (read offsets, gaps, the flow-control and generation checks) is done here per batch; the
   sink tracks, acks and counts the messages itself.
-
 - **Short fetch waits.** faust fixes aiokafka's ``fetch_max_wait_ms`` at 1,500 ms: how long
   the broker holds a fetch for partitions that have no new data. aiokafka sends one fetch
   at a time to a broker, so while such a fetch waits, partitions that do have data (or
@@ -252,7 +251,8 @@ class Consumer(aiokafka.Consumer):
         """As ``Service.wait_first``, with no tasks for a hand-off that does not suspend.
 
         In faust 0.15.3 the one caller of a consumer's ``wait_first`` is
-        ``_drain_messages``: ``wait_first(callback(message), suspend_flow.wait())``.
+        ``_drain_messages``, and here ``_deliver_one_by_one``, which does as it does:
+        ``wait_first(callback(message), suspend_flow.wait())``.
         """
         if timeout is not None:
             return await super().wait_first(*coros, timeout=timeout)
