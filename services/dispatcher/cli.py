@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import tempfile
 from pathlib import Path
@@ -63,6 +64,18 @@ def _ensure_topics(
     return partitions
 
 
+def _freeze_startup_heap() -> None:
+    """Leave everything alive once the worker is ready out of the cyclic GC's full passes.
+
+    The modules, the faust app and a restored table are hundreds of thousands of objects
+    that live as long as the process. Every full collection walked them all: pauses of 60
+    to 120 ms, which were the p99 tail at 2,000 events/s (8 to 10 ms once frozen). Plain
+    reference counting still frees them. No collection first: one would pause the worker
+    just as it starts to take events, and what it could find is start-up garbage, once.
+    """
+    gc.freeze()
+
+
 def dispatch(
     *,
     bus: Annotated[str, typer.Option("--bus", help="kafka://HOST:PORT")],
@@ -122,8 +135,14 @@ def dispatch(
         app = build_app(
             settings, queue=open_queue(queue, prefix=queue_prefix), registry=CollectorRegistry()
         )
+
+        class Worker(faust.Worker):
+            async def on_startup_finished(self) -> None:
+                await super().on_startup_finished()
+                _freeze_startup_heap()
+
         # The worker installs the SIGTERM/SIGINT handlers and stops the app cleanly on them.
-        faust.Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
+        Worker(app, loglevel="INFO", quiet=True).execute_from_commandline()
 
 
 def register(app: typer.Typer) -> None:
