@@ -15,8 +15,10 @@ VENV := .venv
 endif
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-# Reinstall only when pyproject.toml changes.
-STAMP := $(VENV)/.citybrain-installed
+# uv installs exactly what uv.lock pins (with hashes) into $(VENV); uv itself is bootstrapped
+# with pip from scripts/uv-bootstrap.txt, which pins the same uv version by hash.
+UV := $(BIN)/uv
+export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export PATH := $(abspath $(BIN)):$(PATH)
 
 LINT_PATHS := services simulators bench tests scripts
@@ -26,19 +28,24 @@ PYTEST_ARGS ?=
 TEST_SUITES := tests/unit tests/e2e tests/integration tests/scenarios
 ARGS ?=
 
-.PHONY: help venv run test test-unit infra-up infra-down lint bench clean
+.PHONY: help venv lock run test test-unit infra-up infra-down lint bench clean
 
 help: ## List the targets
 	@echo "citybrain make targets (KAFKA_PORT=$(KAFKA_PORT) REDIS_PORT=$(REDIS_PORT)):"
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*## "} {printf "  %-11s %s\n", $$1, $$2}'
 
-venv: $(STAMP) ## Create the virtualenv and install citybrain with the dev extra
-
-$(STAMP): pyproject.toml
+venv: ## Create the virtualenv, or bring it to exactly uv.lock (fails if pyproject.toml and uv.lock disagree)
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
-	@touch $@
+	@test -x $(UV) || $(PY) -m pip install -q --no-deps --require-hashes -r scripts/uv-bootstrap.txt
+	@$(UV) sync --locked --quiet
+
+lock: venv ## Re-resolve uv.lock from pyproject.toml on purpose (newest allowed versions)
+	$(UV) lock --upgrade
+	{ echo "# uv itself, as pinned in uv.lock: written by make lock"; \
+	  $(UV) export --quiet --frozen --only-group dev --no-emit-project --format requirements-txt \
+		| awk '/^uv==/ {keep = 1; print; next} /^[^ ]/ {keep = 0} keep'; } > scripts/uv-bootstrap.txt
+	$(MAKE) --no-print-directory venv
 
 run: venv ## Run the whole pipeline on embedded defaults (dashboard on :8080); ARGS=... passes flags
 	$(BIN)/citybrain run $(ARGS)

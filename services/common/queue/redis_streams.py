@@ -25,9 +25,9 @@ import json
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
+import hiredis
 import orjson
 import redis.asyncio as aioredis
-from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -106,11 +106,15 @@ class _HiredisPackingConnection(aioredis.Connection):
     and two keys per entry) that cost more than Redis took to run the script.
     """
 
-    _packer = HiredisRespSerializer()
-
     def pack_command(self, *args: Any) -> list[bytes]:
-        packed: list[bytes] = self._packer.pack(*args)
-        return packed
+        # redis-py names some commands in two words ("SCRIPT LOAD"); the protocol wants each
+        # word as its own argument. Our arguments are str, bytes and numbers, which hiredis
+        # encodes itself (UTF-8 for str), as redis-py's own encoder would.
+        name, *rest = args
+        words = name.split() if isinstance(name, str | bytes) else [name]
+        # hiredis's stub types the argument as a 1-tuple; it packs a tuple of any length.
+        packed: bytes = hiredis.pack_command(cast(Any, (*words, *rest)))
+        return [packed]
 
 
 def _entry_json(fields: Mapping[str, Any]) -> bytes | str:
