@@ -27,12 +27,9 @@ import time
 from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faust
-from aiokafka.producer.message_accumulator import BatchBuilder
-from faust.tables.base import Collection
-from faust.transport.drivers import aiokafka
 from faust.types import Message, TableT
 from prometheus_client import CollectorRegistry
 
@@ -49,9 +46,10 @@ from services.dispatcher.core import (
     Plan,
 )
 from services.dispatcher.executor import PlanExecutor
+from services.dispatcher.faust_internals.changelog import send_changelog
+from services.dispatcher.faust_internals.consumer import App, Consumer
 from services.dispatcher.intake import Intake
 from services.dispatcher.metrics import DispatcherMetrics, instrument
-from services.dispatcher.transport import App, Consumer
 from services.dispatcher.writer import write_in_order
 
 log = logging.getLogger(__name__)
@@ -223,41 +221,6 @@ class BatchHandler:
                 self._groups, [(partition, key, None) for key, partition in expired]
             )
         return len(expired)
-
-
-async def send_changelog(
-    table: TableT[str, Any], changes: Sequence[tuple[int, str, Any]]
-) -> list[Awaitable[Any]]:
-    """Send changes of ``table`` straight to the producer; returns their deliveries.
-
-    ``changes`` are (partition, key, value) with ``None`` as a tombstone. ``Table.send_changelog``
-    goes through faust's send buffer, a task and the sensors for every record, and even a
-    plain ``send`` per record costs as much as the rest of an event's path; here each
-    partition's records go as one record batch. The records are the same (the table's
-    serializers), and faust's commit flushes this producer as it does the buffer.
-    """
-    # The concrete table (faust's Collection) holds the serializers; TableT does not show them.
-    serializers = cast(Collection, table)
-    topic = table.changelog_topic
-    name = topic.get_topic_name()
-    producer = cast(aiokafka.Producer, table.app.producer)._ensure_producer()
-    batches: dict[int, BatchBuilder] = {}
-    deliveries: list[Awaitable[Any]] = []
-    for partition, key, value in changes:
-        key_bytes, _ = topic.prepare_key(key, serializers.key_serializer)
-        value_bytes = None
-        if value is not None:
-            value_bytes, _ = topic.prepare_value(value, serializers.value_serializer)
-        batch = batches.get(partition)
-        if batch is None or batch.append(key=key_bytes, value=value_bytes, timestamp=None) is None:
-            if batch is not None:  # full: send it and start the partition's next one
-                deliveries.append(await producer.send_batch(batch, name, partition=partition))
-            batch = batches[partition] = producer.create_batch()
-            if batch.append(key=key_bytes, value=value_bytes, timestamp=None) is None:
-                raise ValueError(f"{name}: the record for {key!r} is bigger than a batch")
-    for partition, batch in batches.items():
-        deliveries.append(await producer.send_batch(batch, name, partition=partition))
-    return deliveries
 
 
 def build_app(

@@ -20,6 +20,10 @@ from services.common.console import fail
 from services.common.events import VIOLATIONS_TOPIC
 from services.common.queue import open_queue
 from services.dispatcher.config import DispatchConfig, load_dispatch_config
+from services.dispatcher.faust_internals.versions import (
+    UntestedVersionError,
+    check_tested_versions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,16 @@ def dispatch(
         str, typer.Option("--queue-prefix", help="Redis key prefix of the queue")
     ] = "citybrain",
 ) -> None:
-    """Dispatch violations from Kafka into the control-center queue until SIGTERM/SIGINT."""
+    """Dispatch violations from Kafka into the control-center queue until SIGTERM/SIGINT.
+
+    Refuses to start (exit 2) on a faust-streaming, mode-streaming or aiokafka version other
+    than the tested ones that pyproject.toml pins.
+    """
+    try:
+        check_tested_versions()
+    except UntestedVersionError as exc:
+        raise fail(str(exc)) from None
+    # Imported only now: an untested faust may not even import.
     import faust
 
     from services.dispatcher.app import DispatcherSettings, build_app

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import faust
 from faust.types import TP, Message
 
-from services.dispatcher.metrics import BatchMonitor
+from services.dispatcher.faust_internals.monitor import BatchMonitor
 
 # Fetching pauses once this many batches wait, and resumes once at most RESUME_AT_BATCHES
 # do: one fetch brings up to about a thousand events a partition, and it must land while

@@ -18,10 +18,10 @@ from faust.types import Message
 from faust.types.tuples import ConsumerMessage
 
 from services.dispatcher.core import GroupState, Plan
-from services.dispatcher.transport import Consumer
+from services.dispatcher.faust_internals.consumer import Consumer
 from services.dispatcher.writer import write_in_order
+from tests.unit.dispatcher.test_faust_consumer import HANG_S
 from tests.unit.dispatcher.test_intake import TP0, intake_on, messages, settle
-from tests.unit.dispatcher.test_transport import HANG_S
 
 # Every batch is exactly this many messages, so a take never sits out a wait to fill.
 BATCH = 2
