@@ -25,24 +25,22 @@ from services.common.bus import Bus, BusMessage, open_bus
 from services.common.config.catalogue import Catalogue, catalogue_path, load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, fail, parse_resolution
-from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
 from services.common.queue import ControlCenterQueue, open_queue
 from services.control_center.http import create_app, start_server
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
 from services.detector.worker import DetectorWorker, bus_sink
+from services.dispatcher.bus_worker import BusDeadLetters, dispatch_from_bus
 from services.dispatcher.config import (
     DispatchConfig,
     load_dispatch_config,
 )
-from services.dispatcher.core import DeadLetter, Dispatcher, GroupState
-from services.dispatcher.executor import PlanExecutor
+from services.dispatcher.core import Dispatcher
 from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.steps import DictStore, DispatchSteps
 from simulators.feed import VARIANTS, paced, simulate_camera
 
 log = logging.getLogger(__name__)
-
-EMBEDDED_GROUP_ID = "citybrain-embedded-dispatcher"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,71 +91,6 @@ def camera_loop(
         segment += 1
 
 
-class EmbeddedDispatcher:
-    """The dispatch core on any bus: poll, plan, write, then commit (at-least-once).
-
-    The faust app does the same on Kafka with changelogged tables; here the grouping state
-    is a dict, which is enough for one process whose bus lives as long as it does.
-    """
-
-    def __init__(
-        self,
-        *,
-        bus: Bus,
-        dispatcher: Dispatcher,
-        executor: PlanExecutor,
-        metrics: DispatcherMetrics,
-    ) -> None:
-        self._bus = bus
-        self._dispatcher = dispatcher
-        self._executor = executor
-        self._metrics = metrics
-        self._state: dict[str, GroupState] = {}
-        self._latest_ts_ms = 0
-        self._next_prune_s = 0.0
-
-    async def run(self, stop: asyncio.Event) -> None:
-        self._bus.ensure_topics([VIOLATIONS_TOPIC, VIOLATIONS_DLQ_TOPIC])
-        consumer = self._bus.subscribe([VIOLATIONS_TOPIC.name], group_id=EMBEDDED_GROUP_ID)
-        try:
-            while not stop.is_set():
-                batch = await asyncio.to_thread(consumer.poll, timeout_s=0.5, max_records=500)
-                if batch:
-                    await self.handle(batch)
-                    consumer.commit(batch)
-        finally:
-            consumer.close()
-
-    async def handle(self, batch: list[BusMessage]) -> None:
-        self._metrics.events.inc(len(batch))
-        plan = self._dispatcher.plan([m.value for m in batch], state=self._state, now_ms=_now_ms())
-        for message, decision in zip(batch, plan.decisions, strict=True):
-            if isinstance(decision, DeadLetter):
-                headers = self._executor.dead_letter(
-                    decision,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                )
-                self._bus.publish(
-                    VIOLATIONS_DLQ_TOPIC.name, message.value, key=message.key, headers=headers
-                )
-        await self._executor.write_entries(plan)
-        await self._executor.write_repeats(plan)
-        self._state.update(plan.groups)
-        for group in plan.groups.values():
-            self._latest_ts_ms = max(self._latest_ts_ms, group.last_ts_ms)
-        # Like the faust app's prune timer: a scan of all state is not per-batch work.
-        if time.monotonic() >= self._next_prune_s:
-            self._next_prune_s = time.monotonic() + self._dispatcher.config.state_prune_interval_s
-            for key in [
-                k
-                for k, group in self._state.items()
-                if self._dispatcher.expired(group, latest_ts_ms=self._latest_ts_ms)
-            ]:
-                del self._state[key]
-
-
 async def serve(
     *,
     settings: RunSettings,
@@ -172,12 +105,12 @@ async def serve(
     """Run cameras, dispatcher and control center until a signal or ``duration_s``."""
     registry = CollectorRegistry()
     detector_metrics = DetectorMetrics.create(registry)
-    dispatcher_metrics = DispatcherMetrics.create(registry)
-    dispatcher = EmbeddedDispatcher(
-        bus=bus,
+    steps: DispatchSteps[BusMessage] = DispatchSteps(
         dispatcher=Dispatcher(config=config, catalogue=catalogue),
-        executor=PlanExecutor(queue=queue, metrics=dispatcher_metrics, retry=config.redis_retry),
-        metrics=dispatcher_metrics,
+        queue=queue,
+        metrics=DispatcherMetrics.create(registry),
+        store=DictStore(),
+        dead_letters=BusDeadLetters(bus),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -214,7 +147,13 @@ async def serve(
         port,
     )
     try:
-        await dispatcher.run(stop)
+        await dispatch_from_bus(
+            bus,
+            steps,
+            max_events=config.batch.max_events,
+            prune_interval_s=config.state_prune_interval_s,
+            stop=stop,
+        )
     finally:
         camera_stop.set()
         for thread in threads:

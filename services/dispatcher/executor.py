@@ -1,8 +1,8 @@
 """Carrying out a dispatch plan against the control-center queue, on any transport.
 
-The faust app (Kafka) and the embedded pipeline (``citybrain run``) both plan a batch with
-the pure core and then hand the plan here, so that retries, idempotent writes and the
-counting of outcomes are the same whichever bus the events came from.
+The dispatch steps (:mod:`services.dispatcher.steps`), which the faust worker and the
+embedded loop of ``citybrain run`` both run, hand each plan here: retries, idempotent writes
+and the counting of outcomes are the same whichever bus the events came from.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from services.common.bus import Headers
 from services.common.queue import (
@@ -65,7 +65,7 @@ class PlanExecutor:
             (HEADER_SOURCE, f"{topic}/{partition}/{offset}".encode()),
         )
 
-    async def write_entries(self, plan: Plan) -> None:
+    async def write_entries(self, plan: Plan[Any]) -> None:
         dispatches = [d for d in plan.decisions if isinstance(d, Dispatch)]
         if not dispatches:
             return
@@ -82,7 +82,7 @@ class PlanExecutor:
             if not decision.catalogued:
                 self._metrics.unknown_camera.inc()
 
-    async def write_repeats(self, plan: Plan) -> None:
+    async def write_repeats(self, plan: Plan[Any]) -> None:
         for decision in plan.decisions:
             if isinstance(decision, Duplicate):
                 self._metrics.duplicates.inc()

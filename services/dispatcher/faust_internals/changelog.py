@@ -10,13 +10,15 @@ from faust.tables.base import Collection
 from faust.transport.drivers import aiokafka
 from faust.types import TableT
 
+from services.dispatcher.steps import StateChange
+
 
 async def send_changelog(
-    table: TableT[str, Any], changes: Sequence[tuple[int, str, Any]]
+    table: TableT[str, Any], changes: Sequence[StateChange]
 ) -> list[Awaitable[Any]]:
     """Send changes of ``table`` straight to the producer; returns their deliveries.
 
-    ``changes`` are (partition, key, value) with ``None`` as a tombstone. ``Table.send_changelog``
+    A change whose value is ``None`` is a tombstone. ``Table.send_changelog``
     goes through faust's send buffer, a task and the sensors for every record, and even a
     plain ``send`` per record costs as much as the rest of an event's path; here each
     partition's records go as one record batch. The records are the same (the table's
@@ -29,11 +31,12 @@ async def send_changelog(
     producer = cast(aiokafka.Producer, table.app.producer)._ensure_producer()
     batches: dict[int, BatchBuilder] = {}
     deliveries: list[Awaitable[Any]] = []
-    for partition, key, value in changes:
+    for change in changes:
+        partition, key = change.partition, change.key
         key_bytes, _ = topic.prepare_key(key, serializers.key_serializer)
         value_bytes = None
-        if value is not None:
-            value_bytes, _ = topic.prepare_value(value, serializers.value_serializer)
+        if change.value is not None:
+            value_bytes, _ = topic.prepare_value(change.value, serializers.value_serializer)
         batch = batches.get(partition)
         if batch is None or batch.append(key=key_bytes, value=value_bytes, timestamp=None) is None:
             if batch is not None:  # full: send it and start the partition's next one
