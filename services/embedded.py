@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
+from rich.markup import escape
 
 from services.common.bus import Bus, BusMessage, open_bus
 from services.common.config.catalogue import Catalogue, catalogue_path, load_catalogue
 from services.common.config.loader import ConfigError
-from services.common.console import CatalogueOption, fail, parse_resolution
+from services.common.console import CatalogueOption, fail, out, parse_resolution
 from services.common.queue import ControlCenterQueue, open_queue
 from services.control_center.http import create_app, start_server
 from services.detector.evidence import EvidenceWriter
@@ -91,6 +92,59 @@ def camera_loop(
         segment += 1
 
 
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What one ``citybrain run`` did, from its metrics."""
+
+    frames: int
+    frames_dropped: int
+    violations: dict[str, int]
+    dispatched: int
+    evidence_dir: Path
+
+    @classmethod
+    def of(
+        cls, detector: DetectorMetrics, dispatcher: DispatcherMetrics, *, evidence_dir: Path
+    ) -> RunSummary:
+        return cls(
+            frames=sum(_totals(detector.frames_processed, "camera_id").values()),
+            frames_dropped=sum(_totals(detector.frames_dropped, "camera_id").values()),
+            violations=_totals(detector.violations, "type"),
+            dispatched=sum(_totals(dispatcher.dispatched).values()),
+            evidence_dir=evidence_dir,
+        )
+
+    def line(self) -> str:
+        """One line for the end of the run.
+
+        >>> summary = RunSummary(frames=1200, frames_dropped=3, dispatched=2,
+        ...     violations={"red_light": 2, "illegal_parking": 1}, evidence_dir=Path("ev"))
+        >>> for part in summary.line().split("; "):
+        ...     print(part)
+        citybrain run: 1,200 frames (3 dropped)
+        violations: illegal_parking 1, red_light 2
+        entries dispatched: 2
+        evidence: ev
+        """
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.violations.items()))
+        return (
+            f"citybrain run: {self.frames:,} frames ({self.frames_dropped:,} dropped); "
+            f"violations: {kinds or 'none'}; entries dispatched: {self.dispatched:,}; "
+            f"evidence: {self.evidence_dir}"
+        )
+
+
+def _totals(counter: Counter, label: str | None = None) -> dict[str, int]:
+    """A counter's totals by ``label`` (all under ``""`` without one)."""
+    totals: dict[str, int] = {}
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = sample.labels.get(label, "") if label else ""
+                totals[key] = totals.get(key, 0) + int(sample.value)
+    return totals
+
+
 async def serve(
     *,
     settings: RunSettings,
@@ -101,14 +155,16 @@ async def serve(
     host: str,
     port: int,
     duration_s: float | None,
-) -> None:
-    """Run cameras, dispatcher and control center until a signal or ``duration_s``."""
+) -> RunSummary:
+    """Run cameras, dispatcher and control center until a signal or ``duration_s``; returns
+    what the run did."""
     registry = CollectorRegistry()
     detector_metrics = DetectorMetrics.create(registry)
+    dispatcher_metrics = DispatcherMetrics.create(registry)
     steps: DispatchSteps[BusMessage] = DispatchSteps(
         dispatcher=Dispatcher(config=config, catalogue=catalogue),
         queue=queue,
-        metrics=DispatcherMetrics.create(registry),
+        metrics=dispatcher_metrics,
         store=DictStore(),
         dead_letters=BusDeadLetters(bus),
     )
@@ -161,6 +217,9 @@ async def serve(
         await runner.cleanup()
         await queue.close()
         bus.close()
+    return RunSummary.of(
+        detector_metrics, dispatcher_metrics, evidence_dir=settings.evidence_dir.resolve()
+    )
 
 
 def run_command(
@@ -227,7 +286,7 @@ def run_command(
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
     try:
-        asyncio.run(
+        summary = asyncio.run(
             serve(
                 settings=settings,
                 bus=the_bus,
@@ -243,6 +302,7 @@ def run_command(
         if exc.errno != errno.EADDRINUSE:
             raise
         raise fail(f"{host}:{port} is in use; choose another port with --port") from None
+    out.print(escape(summary.line()))
 
 
 def register(app: typer.Typer) -> None:
