@@ -39,6 +39,7 @@ from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
 from services.common.queue import ControlCenterQueue
 from services.dispatcher.config import DispatchConfig
 from services.dispatcher.core import Dispatcher
+from services.dispatcher.executor import WriteAbandonedError
 from services.dispatcher.faust_internals.changelog import send_changelog
 from services.dispatcher.faust_internals.consumer import App, Consumer
 from services.dispatcher.intake import Intake
@@ -164,9 +165,16 @@ def build_app(
     consumer.fetch_max_wait_s = config.consumer.fetch_max_wait_s
     consumer.route_batches(settings.topic, intake)
 
+    # A stop must not wait for Redis: the writer gives up, and what it held is read again
+    # after the restart.
+    app.on_stopping(steps.executor.stop)
+
     async def write() -> None:
         try:
             await write_in_order(intake, steps)
+        except WriteAbandonedError as exc:
+            log.warning("stopped with a batch unwritten, to be delivered again: %s", exc)
+            intake.abandon()
         finally:
             await queue.close()
 

@@ -119,6 +119,8 @@ async def dispatch_from_bus(
             if worker.done():
                 worker.result()
     finally:
+        # The batch being written, whatever it waits for, is not committed: given up.
+        steps.executor.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

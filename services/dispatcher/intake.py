@@ -114,6 +114,18 @@ class Intake:
         self._untrack(dropped)
         self._on_taken()
 
+    def abandon(self) -> None:
+        """Give up every message handed out or waiting, unacked: the writer has stopped.
+
+        faust's stop waits for every tracked message to be acked; these never will be, so
+        they are untracked. Commits stop before the first of them, so all are read again
+        after a restart.
+        """
+        self._messages = []
+        self._on_taken()
+        # Waiting or handed out, every one of them is tracked until acked.
+        self._untrack([m for m in self._app.consumer.unacked if not m.acked])
+
     def _untrack(self, messages: Sequence[Message]) -> None:
         self._app.consumer.unacked.difference_update(messages)
         self._monitor.on_batch_out(messages)

@@ -76,10 +76,12 @@ async def write_in_order(intake: BatchSource[MessageT], steps: BatchSteps[Messag
             awaiting.append(asyncio.ensure_future(_ack_once_delivered(intake, messages, written)))
             previous = _Written(plan, written)
     finally:
-        if previous is not None:
-            previous.written.cancel()
-        for acked in awaiting:
-            acked.cancel()
+        abandoned = [*awaiting, *([previous.written] if previous is not None else [])]
+        for future in abandoned:
+            future.cancel()
+            # A batch that fails meanwhile, or while it is being cancelled, is given up with
+            # the rest, unacked: its failure is not news to anyone.
+            future.add_done_callback(_forget_failure)
 
 
 async def _take_unless_failed(
@@ -99,6 +101,11 @@ async def _take_unless_failed(
         return taking.result()
     finally:
         taking.cancel()
+
+
+def _forget_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _forget_acked(awaiting: list[asyncio.Future[None]]) -> None:
