@@ -76,7 +76,9 @@ async def write_in_order(intake: BatchSource[MessageT], steps: BatchSteps[Messag
             awaiting.append(asyncio.ensure_future(_ack_once_delivered(intake, messages, written)))
             previous = _Written(plan, written)
     finally:
-        abandoned = [*awaiting, *([previous.written] if previous is not None else [])]
+        abandoned: list[asyncio.Future[Any]] = [*awaiting]
+        if previous is not None:
+            abandoned.append(previous.written)
         for future in abandoned:
             future.cancel()
             # A batch that fails meanwhile, or while it is being cancelled, is given up with
