@@ -23,9 +23,9 @@ from prometheus_client import CollectorRegistry, Counter
 from rich.markup import escape
 
 from services.common.bus import Bus, BusMessage, open_bus
-from services.common.config.catalogue import Catalogue, catalogue_path, load_catalogue
+from services.common.config.catalogue import Catalogue, load_catalogue
 from services.common.config.loader import ConfigError
-from services.common.console import CatalogueOption, fail, out, parse_resolution
+from services.common.console import CatalogueOption, fail, out
 from services.common.queue import ControlCenterQueue, open_queue
 from services.control_center.http import create_app, start_server
 from services.detector.evidence import EvidenceWriter
@@ -40,6 +40,7 @@ from services.dispatcher.core import Dispatcher
 from services.dispatcher.metrics import DispatcherMetrics
 from services.dispatcher.steps import DictStore, DispatchSteps
 from simulators.feed import VARIANTS, paced, simulate_camera
+from simulators.options import simulation_options
 
 log = logging.getLogger(__name__)
 
@@ -266,19 +267,16 @@ def run_command(
     With no options it needs no Kafka or Redis. Open http://127.0.0.1:8080/ to watch the
     violations arrive; stop with Ctrl-C.
     """
+    options = simulation_options(
+        cameras=camera, variant=variant, resolution=resolution, catalogue_path=catalogue
+    )
     try:
         cat = load_catalogue(catalogue)
         config = load_dispatch_config(dispatch_config)
-        cameras = camera or cat.camera_ids()
-        unknown = sorted(set(cameras) - set(cat.camera_ids()))
-        if unknown:
-            raise ConfigError(str(catalogue_path(catalogue)), [f"unknown camera ids {unknown}"])
-        if variant not in VARIANTS:
-            raise typer.BadParameter(f"variant must be one of {', '.join(VARIANTS)}")
         settings = RunSettings(
-            cameras=cameras,
-            variant=variant,
-            resolution_wh=parse_resolution(resolution),
+            cameras=options.camera_ids,
+            variant=options.variant,
+            resolution_wh=options.resolution_wh,
             segment_s=segment_s,
             evidence_dir=evidence_dir,
         )

@@ -5,6 +5,7 @@ The file has one top-level key, ``dispatch``, so ``citybrain config check`` reco
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import time
 from enum import StrEnum
 from pathlib import Path
@@ -134,12 +135,13 @@ class TopicSettings(StrictModel):
     partitions: int = Field(ge=1, le=1_000, description="fixed once the topic exists")
     retention_hours: float = Field(gt=0, le=24 * 365)
 
-    def spec(self, name: str, *, max_message_bytes: int) -> TopicSpec:
-        return TopicSpec(
+    def apply_to(self, declared: TopicSpec, *, name: str) -> TopicSpec:
+        """The topic as declared beside its event, named ``name``, with these settings."""
+        return dataclasses.replace(
+            declared,
             name=name,
             partitions=self.partitions,
             retention_ms=int(self.retention_hours * 3600 * 1000),
-            max_message_bytes=max_message_bytes,
         )
 
 

@@ -21,7 +21,6 @@ holds (a faust table or a dict) and the dispatch time, and gets back each messag
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from services.common.config.catalogue import Catalogue
-from services.common.events import SCHEMA_VERSION, EventValidationError, ViolationEvent
+from services.common.events import ViolationEvent, parse_event
 from services.common.queue import PendingEntry
 from services.dispatcher.config import DispatchConfig, PeakWindow, Priority, PriorityRule
 
@@ -183,22 +182,10 @@ def parse(raw: bytes, *, max_bytes: int) -> ViolationEvent | DeadLetter:
     """Validate one message value against the event schema."""
     if len(raw) > max_bytes:
         return DeadLetter(DeadLetterReason.TOO_LARGE, f"{len(raw)} bytes > {max_bytes}")
-    event = ViolationEvent.from_valid_json(raw)
-    if event is not None:
-        return event
-    # Only rejected messages get here: decode them step by step to say why.
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return DeadLetter(DeadLetterReason.NOT_JSON, str(exc))
-    if isinstance(data, dict) and data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
-        return DeadLetter(
-            DeadLetterReason.UNKNOWN_SCHEMA, f"schema {data['schema']!r} is not {SCHEMA_VERSION}"
-        )
-    try:
-        return ViolationEvent.from_dict(data)
-    except EventValidationError as exc:
-        return DeadLetter(DeadLetterReason.INVALID, "; ".join(exc.problems))
+    parsed = parse_event(raw)
+    if isinstance(parsed, ViolationEvent):
+        return parsed
+    return DeadLetter(DeadLetterReason(parsed.reason.value), "; ".join(parsed.problems))
 
 
 @cache
