@@ -10,17 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from services.common.config.base import StrictModel
 from services.common.config.loader import load_model
 from services.common.config.paths import SIMULATOR_FILE, config_path
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SignalTiming(_Strict):
+class SignalTiming(StrictModel):
     green_s: float = Field(default=12, ge=4, le=120, description="green phase")
     # A driver who cannot stop at amber onset must be able to clear the line before red.
     amber_s: float = Field(default=3, ge=2.5, le=6, description="amber phase")
@@ -32,7 +29,7 @@ class SignalTiming(_Strict):
         return self.green_s + self.amber_s + self.red_s
 
 
-class CameraTraffic(_Strict):
+class CameraTraffic(StrictModel):
     """One camera's traffic; intersection keys are ignored at a street and vice versa."""
 
     signal: SignalTiming = SignalTiming()
@@ -57,7 +54,7 @@ class CameraTraffic(_Strict):
         return self
 
 
-class SimulatorConfig(_Strict):
+class SimulatorConfig(StrictModel):
     cameras: dict[str, CameraTraffic] = Field(default_factory=dict)
 
     def traffic(self, camera_id: str) -> CameraTraffic:

@@ -23,12 +23,13 @@ import cv2
 import numpy as np
 import yaml
 
+from services.common.arrays import BGRImage
 from services.common.bus import Bus
 from services.common.config.catalogue import catalogue_path as resolve_catalogue_path
 from services.common.config.catalogue import load_catalogue, scene_path
 from services.common.config.loader import load_model
 from services.common.config.scene import SceneConfig
-from services.common.frames import FRAMES_TOPIC, BGRImage, Frame
+from services.common.frames import FRAMES_TOPIC, Frame
 from simulators.config import CameraTraffic, load_simulator_config
 from simulators.layout import NATIVE_WH, Layout, build_layout
 from simulators.render import HEAVY_JPEG_QUALITY, VARIANTS, Renderer

@@ -17,8 +17,8 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from services.common.arrays import BGRImage
 from services.common.config.scene import SceneConfig
-from services.common.frames import BGRImage
 from simulators.layout import NATIVE_WH, IntersectionLayout, Layout, StreetLayout
 from simulators.traffic import Phase, Placed, VehicleKind
 

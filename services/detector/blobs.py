@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import cv2
-import numpy as np
-import numpy.typing as npt
 
+from services.common.arrays import Mask
 from services.detector.geometry import BoxXYWH
-
-Mask = npt.NDArray[np.uint8]
 
 
 def find_blobs(mask: Mask, *, min_area_px: int) -> list[BoxXYWH]:

@@ -26,10 +26,11 @@ from services.detector.metrics import DetectorMetrics
 from services.detector.replay import replay
 from services.detector.sources import (
     KafkaFrameSource,
-    SimulatorSource,
+    SceneSourceOptions,
     SourceItem,
     VideoFileSource,
     VideoOpenError,
+    open_scene_source,
 )
 from services.detector.worker import (
     DetectorWorker,
@@ -156,10 +157,10 @@ def detect_command(
     scenes: dict[str, SceneConfig] = {}
     feeds: list[Iterable[SourceItem]] = []
     for spec in sources:
-        if spec.startswith("sim:"):
-            sim = SimulatorSource(spec[4:], seconds=sim_seconds, variant=variant)
-            scenes[sim.scene.camera_id] = sim.scene
-            feeds.append(sim)
+        own = open_scene_source(spec, SceneSourceOptions(seconds=sim_seconds, variant=variant))
+        if own is not None:
+            scenes[own.scene.camera_id] = own.scene
+            feeds.append(own)
         elif spec.startswith("video:"):
             if scene_path is None:
                 raise fail("--scene is required with a video: source")

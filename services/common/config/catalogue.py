@@ -6,15 +6,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from services.common.config.base import StrictModel
 from services.common.config.loader import load_model
 from services.common.config.paths import CATALOGUE_FILE, config_path
 from services.common.events import CAMERA_ID_PATTERN
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CameraKind(StrEnum):
@@ -22,12 +19,12 @@ class CameraKind(StrEnum):
     STREET = "street"
 
 
-class District(_Strict):
+class District(StrictModel):
     name: str = Field(min_length=1, description="display name")
     unit: str = Field(min_length=1, description="the responsible unit that resolves violations")
 
 
-class Camera(_Strict):
+class Camera(StrictModel):
     camera_id: str = Field(pattern=CAMERA_ID_PATTERN)
     kind: CameraKind
     district: str = Field(min_length=1, description="a key of the city's districts")
@@ -38,7 +35,7 @@ class Camera(_Strict):
     tags: list[str] = Field(default_factory=list, description="e.g. school-zone, bus-lane")
 
 
-class City(_Strict):
+class City(StrictModel):
     name: str = Field(min_length=1)
     timezone: str = Field(default="Asia/Shanghai")
     districts: dict[str, District] = Field(min_length=1)
@@ -55,7 +52,7 @@ class City(_Strict):
         return self
 
 
-class Catalogue(_Strict):
+class Catalogue(StrictModel):
     cities: dict[str, City] = Field(min_length=1)
 
     @model_validator(mode="after")
