@@ -9,8 +9,10 @@ scene.yaml from ``devset/``::
         --repo webserver105/Red_Light_Violation_Detection=~/src/Red_Light_Violation_Detection \\
         --repo AhmadYahya97/Fully-Automated-red-light-Violation-Detection=~/src/fully-automated
 
-``--mirrors DIR`` finds repositories as ``DIR/<owner>+<name>/repo`` instead. A clip whose
-repository is not given is skipped with a message; the exit code is 1 if any was skipped.
+A clip whose licence allows it is also committed under ``devset/clips/`` (its ``copy`` in
+sources.yaml) and needs no local repository. ``--mirrors DIR`` finds repositories as
+``DIR/<owner>+<name>/repo`` instead. A clip whose repository is not given is skipped with a
+message; the exit code is 1 if any was skipped.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def main() -> int:
     skipped = 0
     for clip, source in sources.items():
         git_dir = _git_dir(source["repo"], given, args.mirrors)
-        if git_dir is None:
+        if git_dir is None and "copy" not in source:
             print(f"skip {clip}: no local copy of {source['repo']} (--repo or --mirrors)")
             skipped += 1
             continue
@@ -79,7 +81,10 @@ def main() -> int:
         folder.mkdir(parents=True, exist_ok=True)
         labels = DEVSET / clip / "labels.json"
         video = folder / yaml.safe_load(labels.read_text(encoding="utf-8"))["video"]
-        _extract(git_dir, source["blob"], video)
+        if git_dir is None:  # a clip whose licence let it be committed here
+            shutil.copy(DEVSET.parent / source["copy"], video)
+        else:
+            _extract(git_dir, source["blob"], video)
         if _sha256(video) != source["sha256"]:
             print(f"error {clip}: {video} does not have the sha256 in sources.yaml")
             return 2
