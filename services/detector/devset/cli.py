@@ -133,7 +133,8 @@ _TABLE_WIDTH = 120
 _CAPTION = (
     "runners: labelled red-light crossings; det/hit: red-light events, and those matching one; "
     "P/R: precision/recall; missed: frames of unmatched crossings; park FA: parking false "
-    "alarms; sig: per-frame signal accuracy; sig@s: first time any state is held; fps: replay"
+    "alarms; sig: per-frame signal accuracy; sig@s: first time any state is held; fps: replay. "
+    "A draft clip's labels are not final: it is left out of the total."
 )
 
 
@@ -150,7 +151,7 @@ def _table(scores: list[ClipScore], total: DevsetTotal) -> Table:
         red, signal = score.red_light, score.signal
         first = signal.first_known_frame if signal else None
         table.add_row(
-            score.clip,
+            score.clip if score.final else f"{score.clip} (draft)",
             str(score.frames_read - score.frames_dropped),
             str(red.truth),
             str(red.detected),
@@ -167,7 +168,7 @@ def _table(scores: list[ClipScore], total: DevsetTotal) -> Table:
         )
     table.add_section()
     table.add_row(
-        "total",
+        "total (final labels)",
         str(total.frames),
         str(total.runners),
         str(total.detected),
@@ -185,7 +186,7 @@ def _table(scores: list[ClipScore], total: DevsetTotal) -> Table:
 
 def _summary(total: DevsetTotal) -> str:
     return (
-        f"{total.clips} clips, {total.frames} frames: red light precision "
+        f"{total.clips} clips with final labels, {total.frames} frames: red light precision "
         f"{total.precision:.2f}, recall {total.recall:.2f} ({total.matched} of {total.runners} "
         f"runners); parking false alarms {total.parking_false_alarms}; signal accuracy "
         f"{_ratio(total.signal_accuracy)} over {total.signal_frames_scored} frames"

@@ -9,7 +9,7 @@
      "illegal_parking": [], "lawful_stops": [], "notes": ["..."]}
 
 Frames are 0-based indexes of decoded frames. A signal span marked ``unknown`` (a lamp hidden
-or unreadable by eye) is not scored.
+or unreadable by eye) is not scored. Labels still being checked say ``"final": false``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ class ClipLabels(_Strict):
     final: bool = Field(description="false while the labels are still being checked")
     signal: list[SignalSpan] = Field(default_factory=list)
     red_light: list[LabelledCrossing] = Field(default_factory=list)
+    # Crossings that cannot be told from the frames (a rider who creeps to straddle the line):
+    # a detection matching one is neither a hit nor a false alarm.
+    red_light_uncertain: list[LabelledCrossing] = Field(default_factory=list)
     illegal_parking: list[LabelledParking] = Field(default_factory=list)
     lawful_stops: list[LawfulStop] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
@@ -97,7 +100,7 @@ class ClipLabels(_Strict):
         _verify_inside(previous, info, what="a span ends")
         return spans
 
-    @field_validator("red_light", "illegal_parking")
+    @field_validator("red_light", "red_light_uncertain", "illegal_parking")
     @classmethod
     def verify_events_inside_clip(
         cls, events: list[LabelledCrossing] | list[LabelledParking], info: ValidationInfo

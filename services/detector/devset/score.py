@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import Any
 
@@ -89,6 +89,7 @@ def score_signal(
 @dataclass(frozen=True, slots=True)
 class ClipScore:
     clip: str
+    final: bool
     fps: float
     frames_read: int
     frames_dropped: int
@@ -104,6 +105,7 @@ class ClipScore:
     def to_dict(self) -> dict[str, Any]:
         return {
             "clip": self.clip,
+            "final": self.final,
             "fps": self.fps,
             "frames_read": self.frames_read,
             "frames_dropped": self.frames_dropped,
@@ -139,6 +141,9 @@ def score_clip(
         Occurrence(ViolationType.ILLEGAL_PARKING, p.frame) for p in labels.illegal_parking
     ]
     scores = evaluate(truth, detected, fps=labels.fps, tolerance_s=tolerance_s)
+    red_light = _forgive_uncertain(
+        scores[ViolationType.RED_LIGHT], labels, fps=labels.fps, tolerance_s=tolerance_s
+    )
     signal = (
         score_signal(labels.signal, held_signal, fps=labels.fps, guard_s=guard_s)
         if held_signal is not None and labels.signal
@@ -146,19 +151,38 @@ def score_clip(
     )
     return ClipScore(
         clip=labels.clip,
+        final=labels.final,
         fps=labels.fps,
         frames_read=frames_read,
         frames_dropped=frames_dropped,
-        red_light=scores[ViolationType.RED_LIGHT],
+        red_light=red_light,
         parking=scores[ViolationType.ILLEGAL_PARKING],
         signal=signal,
         replay_fps=replay_fps,
     )
 
 
+def _forgive_uncertain(
+    score: TypeScore,
+    labels: ClipLabels,
+    *,
+    fps: float,
+    tolerance_s: Mapping[ViolationType, float] | None,
+) -> TypeScore:
+    """Take the false alarms that match an uncertain crossing out of the count."""
+    uncertain = [Occurrence(ViolationType.RED_LIGHT, c.frame) for c in labels.red_light_uncertain]
+    if not uncertain or not score.false_alarm_frames:
+        return score
+    alarms = [Occurrence(ViolationType.RED_LIGHT, frame) for frame in score.false_alarm_frames]
+    forgiven = evaluate(uncertain, alarms, fps=fps, tolerance_s=tolerance_s)
+    left = forgiven[ViolationType.RED_LIGHT].false_alarm_frames
+    return replace(score, detected=score.matched + len(left), false_alarm_frames=left)
+
+
 @dataclass(frozen=True, slots=True)
 class DevsetTotal:
-    """Counts pooled over clips (micro-averaged precision, recall and accuracy)."""
+    """Counts pooled over the clips whose labels are final (micro-averaged precision,
+    recall and accuracy); draft clips are scored and shown but not added in."""
 
     clips: int
     frames: int  # decoded and processed
@@ -171,6 +195,7 @@ class DevsetTotal:
 
     @classmethod
     def of(cls, scores: Sequence[ClipScore]) -> DevsetTotal:
+        scores = [s for s in scores if s.final]
         signals = [s.signal for s in scores if s.signal is not None]
         return cls(
             clips=len(scores),

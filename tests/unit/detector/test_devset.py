@@ -140,6 +140,23 @@ def test_clip_score_matches_runners_and_counts_parking_false_alarms() -> None:
     assert total.to_dict()["recall"] == 0.75
 
 
+def test_uncertain_crossings_are_neither_hits_nor_false_alarms_and_drafts_stay_out() -> None:
+    draft = labels(final=False, red_light_uncertain=[{"frame": 70}])
+    detected = [Occurrence(RED, 50), Occurrence(RED, 69), Occurrence(RED, 81)]
+    score = score_clip(
+        draft,
+        detected=detected,
+        held_signal=None,
+        frames_read=100,
+        frames_dropped=0,
+        replay_fps=50.0,
+    )
+    red = score.red_light
+    assert (red.truth, red.detected, red.matched) == (2, 2, 2)  # 81 matches 80; 69 forgiven
+    assert red.false_alarm_frames == () and red.precision == 1.0
+    assert DevsetTotal.of([score]).clips == 0 and score.to_dict()["final"] is False
+
+
 def write_clip(root: Path, name: str, *, video: bool = True) -> Path:
     """A 12 s MJPG clip of one car running the red (its centre crosses the line at frame 56)."""
     folder = root / name
@@ -173,7 +190,7 @@ def test_eval_devset_scores_every_clip(tmp_path: Path) -> None:
     out = tmp_path / "scores.json"
     result = runner.invoke(app, ["eval-devset", str(tmp_path), "--json", str(out)])
     assert result.exit_code == 0, result.output
-    assert "street-a" in result.output and "1 clips, 120 frames" in result.output
+    assert "street-a" in result.output and "1 clips with final labels, 120 frames" in result.output
     report = json.loads(out.read_text())
     (clip,) = report["clips"]
     assert clip["red_light"]["matched"] == 1 and clip["red_light"]["missed_frames"] == []
@@ -196,7 +213,7 @@ def test_eval_devset_reports_broken_clips_and_still_scores_the_rest(tmp_path: Pa
     assert result.exit_code == 2
     assert "no-video: " in result.output and "no such file" in result.output
     assert "clip: 'x' is not the folder's name" in result.output
-    assert "1 clips, 120 frames" in result.output
+    assert "1 clips with final labels, 120 frames" in result.output
 
 
 def test_eval_devset_needs_a_folder_with_clips(tmp_path: Path) -> None:
