@@ -15,7 +15,7 @@ from rich.table import Table
 
 from services.common.config.loader import ConfigError
 from services.common.console import err, fail, out
-from services.common.events import ViolationType
+from services.common.events import ViolationEvent, ViolationType
 from services.detector.devset.labels import DevClip, clip_dirs, load_clip
 from services.detector.devset.run import replay_clip
 from services.detector.devset.score import (
@@ -43,6 +43,10 @@ def eval_devset_command(
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Also write the scores here as JSON.")
     ] = None,
+    events_dir: Annotated[
+        Path | None,
+        typer.Option("--events-dir", help="Also write each clip's events as DIR/<clip>.jsonl."),
+    ] = None,
     tolerance_s: Annotated[
         float,
         typer.Option(help="A red-light event matches a labelled crossing this close in time."),
@@ -69,6 +73,8 @@ def eval_devset_command(
             except VideoOpenError as exc:
                 problems.append(f"{clip.name}: {exc}")
                 continue
+            if events_dir is not None:
+                _write_events(events_dir / f"{clip.name}.jsonl", run.events)
             scores.append(
                 score_clip(
                     clip.labels,
@@ -99,6 +105,12 @@ def eval_devset_command(
     out.print(_summary(total))
     if problems:
         raise fail("\n".join(problems))
+
+
+def _write_events(path: Path, events: list[ViolationEvent]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = (json.dumps(event.to_dict(), separators=(",", ":")) + "\n" for event in events)
+    path.write_text("".join(lines), encoding="utf-8")
 
 
 def _load_clips(root: Path, only: list[str]) -> tuple[list[DevClip], list[str]]:

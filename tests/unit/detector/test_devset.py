@@ -9,12 +9,13 @@ from typing import Any
 
 import cv2
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from services.cli import app
 from services.common.config.loader import ConfigError, validate_data
 from services.common.events import ViolationType
-from services.detector.devset.labels import ClipLabels, SignalSpan, load_clip
+from services.detector.devset.labels import ClipLabels, SignalSpan, clip_dirs, load_clip
 from services.detector.devset.score import DevsetTotal, score_clip, score_signal
 from services.detector.evaluate import Occurrence
 from tests.unit.detector.synth import FPS, HEIGHT, WIDTH, Vehicle, cycle, render, scene, straight
@@ -188,8 +189,13 @@ def write_clip(root: Path, name: str, *, video: bool = True) -> Path:
 def test_eval_devset_scores_every_clip(tmp_path: Path) -> None:
     write_clip(tmp_path, "street-a")
     out = tmp_path / "scores.json"
-    result = runner.invoke(app, ["eval-devset", str(tmp_path), "--json", str(out)])
+    events = tmp_path / "events"
+    result = runner.invoke(
+        app, ["eval-devset", str(tmp_path), "--json", str(out), "--events-dir", str(events)]
+    )
     assert result.exit_code == 0, result.output
+    (event,) = [json.loads(line) for line in (events / "street-a.jsonl").read_text().splitlines()]
+    assert event["type"] == "red_light" and event["camera_id"] == "synth-cam"
     assert "street-a" in result.output and "1 clips with final labels, 120 frames" in result.output
     report = json.loads(out.read_text())
     (clip,) = report["clips"]
@@ -223,13 +229,10 @@ def test_eval_devset_needs_a_folder_with_clips(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no clip folders" in result.output
 
 
-def test_load_clip_reads_the_repository_dev_set() -> None:
-    """Every committed label file and scene is valid (the videos are not in the repo)."""
+def test_the_repository_dev_set_is_valid_and_every_clip_has_a_source() -> None:
+    """Every committed label file and scene loads (the videos are not in the repository)."""
     root = Path(__file__).resolve().parents[3] / "devset"
-    clips = [
-        load_clip(folder)
-        for folder in sorted(root.glob("*/"))
-        if (folder / "labels.json").is_file()
-    ]
-    assert clips and all(clip.labels.final for clip in clips)
+    clips = [load_clip(folder) for folder in clip_dirs(root)]
+    sources = yaml.safe_load((root / "sources.yaml").read_text())["clips"]
+    assert clips and {clip.name for clip in clips} == set(sources)
     assert all(clip.scene.fps == pytest.approx(clip.labels.fps) for clip in clips)
