@@ -10,11 +10,10 @@ from typing import Annotated
 import cv2
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.common.config.loader import ConfigError
-from services.common.console import err, fail, out
+from services.common.console import fail, frame_progress, out
 from services.common.events import ViolationEvent, ViolationType
 from services.detector.devset.labels import DevClip, clip_dirs, load_clip
 from services.detector.devset.run import replay_clip
@@ -65,7 +64,7 @@ def eval_devset_command(
         raise fail("\n".join(problems) or f"{root}: no clip folders (*/labels.json)")
     cv2.setNumThreads(1)
     scores: list[ClipScore] = []
-    with _progress() as progress:
+    with frame_progress() as progress:
         for clip in clips:
             task = progress.add_task(clip.name, total=clip.labels.frames)
             try:
@@ -129,17 +128,6 @@ def _load_clips(root: Path, only: list[str]) -> tuple[list[DevClip], list[str]]:
     return clips, problems
 
 
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames"),
-        TimeElapsedColumn(),
-        console=err,
-    )
-
-
 _HEADERS = ("frames", "runners", "det", "hit", "P", "R", "missed", "park FA", "sig", "sig@s", "fps")
 _TABLE_WIDTH = 120
 _CAPTION = (
@@ -179,14 +167,15 @@ def _table(scores: list[ClipScore], total: DevsetTotal) -> Table:
             f"{score.replay_fps:.0f}",
         )
     table.add_section()
+    red = total.red_light
     table.add_row(
         "total (final labels)",
         str(total.frames),
-        str(total.runners),
-        str(total.detected),
-        str(total.matched),
-        _ratio(total.precision),
-        _ratio(total.recall),
+        str(red.truth),
+        str(red.detected),
+        str(red.matched),
+        _ratio(red.precision),
+        _ratio(red.recall),
         "",
         str(total.parking_false_alarms),
         _ratio(total.signal_accuracy),
@@ -197,9 +186,10 @@ def _table(scores: list[ClipScore], total: DevsetTotal) -> Table:
 
 
 def _summary(total: DevsetTotal) -> str:
+    red = total.red_light
     return (
         f"{total.clips} clips with final labels, {total.frames} frames: red light precision "
-        f"{total.precision:.2f}, recall {total.recall:.2f} ({total.matched} of {total.runners} "
+        f"{red.precision:.2f}, recall {red.recall:.2f} ({red.matched} of {red.truth} "
         f"runners); parking false alarms {total.parking_false_alarms}; signal accuracy "
         f"{_ratio(total.signal_accuracy)} over {total.signal_frames_scored} frames"
     )

@@ -186,35 +186,30 @@ class DevsetTotal:
 
     clips: int
     frames: int  # decoded and processed
-    runners: int
-    detected: int
-    matched: int
+    red_light: TypeScore
     parking_false_alarms: int
     signal_frames_scored: int
     signal_frames_correct: int
 
     @classmethod
     def of(cls, scores: Sequence[ClipScore]) -> DevsetTotal:
-        scores = [s for s in scores if s.final]
-        signals = [s.signal for s in scores if s.signal is not None]
+        final = [s for s in scores if s.final]
+        signals = [s.signal for s in final if s.signal is not None]
         return cls(
-            clips=len(scores),
-            frames=sum(s.frames_read - s.frames_dropped for s in scores),
-            runners=sum(s.red_light.truth for s in scores),
-            detected=sum(s.red_light.detected for s in scores),
-            matched=sum(s.red_light.matched for s in scores),
-            parking_false_alarms=sum(s.parking_false_alarms for s in scores),
+            clips=len(final),
+            frames=sum(s.frames_read - s.frames_dropped for s in final),
+            red_light=TypeScore(
+                type=ViolationType.RED_LIGHT,
+                truth=sum(s.red_light.truth for s in final),
+                detected=sum(s.red_light.detected for s in final),
+                matched=sum(s.red_light.matched for s in final),
+                mean_abs_error_s=None,
+                max_abs_error_s=None,
+            ),
+            parking_false_alarms=sum(s.parking_false_alarms for s in final),
             signal_frames_scored=sum(s.frames_scored for s in signals),
             signal_frames_correct=sum(s.frames_correct for s in signals),
         )
-
-    @property
-    def precision(self) -> float:
-        return self.matched / self.detected if self.detected else 1.0
-
-    @property
-    def recall(self) -> float:
-        return self.matched / self.runners if self.runners else 1.0
 
     @property
     def signal_accuracy(self) -> float | None:
@@ -223,14 +218,15 @@ class DevsetTotal:
 
     def to_dict(self) -> dict[str, Any]:
         accuracy = self.signal_accuracy
+        red = self.red_light
         return {
             "clips": self.clips,
             "frames": self.frames,
-            "runners": self.runners,
-            "detected": self.detected,
-            "matched": self.matched,
-            "precision": round(self.precision, 4),
-            "recall": round(self.recall, 4),
+            "runners": red.truth,
+            "detected": red.detected,
+            "matched": red.matched,
+            "precision": round(red.precision, 4),
+            "recall": round(red.recall, 4),
             "parking_false_alarms": self.parking_false_alarms,
             "signal_frames_scored": self.signal_frames_scored,
             "signal_accuracy": None if accuracy is None else round(accuracy, 4),

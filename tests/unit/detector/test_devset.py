@@ -136,7 +136,7 @@ def test_clip_score_matches_runners_and_counts_parking_false_alarms() -> None:
     )
     assert wider.red_light.recall == 1.0 and wider.signal is None
     total = DevsetTotal.of([score, wider])
-    assert (total.runners, total.detected, total.matched) == (4, 4, 3)
+    assert (total.red_light.truth, total.red_light.detected, total.red_light.matched) == (4, 4, 3)
     assert total.parking_false_alarms == 2 and total.signal_accuracy == 1.0
     assert total.to_dict()["recall"] == 0.75
 
