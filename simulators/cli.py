@@ -28,6 +28,7 @@ from simulators.feed import (
     simulate_camera,
     write_recording,
 )
+from simulators.live_cli import LiveSettings, stream_live
 from simulators.render import VARIANTS
 
 
@@ -65,6 +66,17 @@ def simulate(  # noqa: PLR0917
     config: Annotated[
         Path, typer.Option(help="Simulator traffic settings.")
     ] = DEFAULT_SIMULATOR_CONFIG_PATH,
+    share_group: Annotated[
+        str | None,
+        typer.Option(
+            help="Live mode: stream this replica's share of the cameras, handed out by this "
+            "Kafka consumer group, until SIGTERM; frames carry wall-clock capture times and "
+            "each camera plays --seconds segments, the next seed each time.",
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Live mode: serve /metrics here (0: off).")
+    ] = 0,
 ) -> None:
     if (camera is None) == (not all_cameras):
         raise fail("give exactly one of --camera ID or --all")
@@ -73,6 +85,26 @@ def simulate(  # noqa: PLR0917
     if variant not in VARIANTS:
         raise fail(f"--variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     resolution_wh = parse_resolution(resolution)
+    if share_group is not None:
+        if to is None or not to.startswith("kafka://"):
+            raise fail("--share-group needs --to kafka://HOST:PORT")
+        settings = LiveSettings(
+            seconds=seconds,
+            seed=seed,
+            variant=variant,
+            resolution_wh=resolution_wh,
+            catalogue_path=catalogue,
+            simulator_config_path=config,
+        )
+        try:
+            camera_ids = load_catalogue(catalogue).camera_ids() if all_cameras else [camera or ""]
+            settings.check(camera_ids)
+        except (UnknownCameraError, ConfigError) as exc:
+            raise fail(str(exc)) from None
+        stream_live(
+            camera_ids, to, settings=settings, group_id=share_group, metrics_port=metrics_port
+        )
+        return
     try:
         camera_ids = load_catalogue(catalogue).camera_ids() if all_cameras else [camera or ""]
         cameras = [

@@ -254,17 +254,22 @@ class SimulatedCamera:
 
     def jpeg_frames(self, quality: int = 85) -> Iterator[Frame]:
         """Every frame with ``jpeg`` set; corrupt frames carry bytes no decoder accepts."""
+        for index in range(self.n_frames):
+            frame = self.jpeg_frame(index, quality)
+            if frame is not None:
+                yield frame
+
+    def jpeg_frame(self, index: int, quality: int = 85) -> Frame | None:
+        """Frame ``index`` with ``jpeg`` set, or None if the truth marks it dropped."""
+        truth = self.frame_truth[index]
+        if truth.dropped:
+            return None
         if self.variant == "jpeg":
             quality = min(quality, HEAVY_JPEG_QUALITY)
-        for truth in self.frame_truth:
-            if truth.dropped:
-                continue
-            data = (
-                _garbage(truth.frame)
-                if truth.corrupt
-                else _encode(self._picture(truth.frame), quality)
-            )
-            yield Frame(camera_id=self.camera_id, index=truth.frame, ts_ms=truth.ts_ms, jpeg=data)
+        data = (
+            _garbage(truth.frame) if truth.corrupt else _encode(self._picture(truth.frame), quality)
+        )
+        return Frame(camera_id=self.camera_id, index=truth.frame, ts_ms=truth.ts_ms, jpeg=data)
 
     def write_scene(self, path: Path) -> None:
         """Dump the scaled scene as a scene file that validates with ``SceneConfig``."""
