@@ -77,6 +77,9 @@ def simulate(  # noqa: PLR0917
     metrics_port: Annotated[
         int, typer.Option(min=0, max=65535, help="Live mode: serve /metrics here (0: off).")
     ] = 0,
+    metrics_host: Annotated[
+        str, typer.Option(help="Live mode: the address /metrics binds (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
 ) -> None:
     if (camera is None) == (not all_cameras):
         raise fail("give exactly one of --camera ID or --all")
@@ -102,7 +105,11 @@ def simulate(  # noqa: PLR0917
         except (UnknownCameraError, ConfigError) as exc:
             raise fail(str(exc)) from None
         stream_live(
-            camera_ids, to, settings=settings, group_id=share_group, metrics_port=metrics_port
+            camera_ids,
+            to,
+            settings=settings,
+            group_id=share_group,
+            metrics_addr=(metrics_host, metrics_port),
         )
         return
     try:

@@ -75,16 +75,20 @@ def stream_live(
     *,
     settings: LiveSettings,
     group_id: str,
-    metrics_port: int,
+    metrics_addr: tuple[str, int],
 ) -> None:
-    """Stream this replica's share of ``camera_ids`` to ``url`` until SIGTERM or SIGINT."""
+    """Stream this replica's share of ``camera_ids`` to ``url`` until SIGTERM or SIGINT.
+
+    ``metrics_addr`` is the (host, port) /metrics is served on; port 0 serves none.
+    """
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     registry = CollectorRegistry()
     metrics = SimulatorMetrics.create(registry)
-    if metrics_port:
-        start_http_server(metrics_port, registry=registry)
+    host, port = metrics_addr
+    if port:
+        start_http_server(port, addr=host, registry=registry)
     bus = KafkaBus(bootstrap_servers=url.removeprefix("kafka://"), client_id="citybrain-simulator")
     published = 0
     try:

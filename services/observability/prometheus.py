@@ -92,3 +92,29 @@ def render_prometheus_config(
         "scrape_configs": [_job(name, list(t), discovery) for name, t in targets.items()],
     }
     return HEADER + yaml.safe_dump(config, sort_keys=False)
+
+
+# What compose scrapes: job (the service, as the rules and dashboard name it) -> compose
+# service:port. Redis is scraped through its exporter, since Redis has no /metrics itself.
+COMPOSE_TARGETS: dict[str, list[str]] = {
+    "simulator": ["simulator:9103"],
+    "detector": ["detector:9102"],
+    "dispatcher": ["dispatcher:6066"],
+    "control-center": ["control-center:8080"],
+    "redis": ["redis-exporter:9121"],
+    "prometheus": ["prometheus:9090"],
+    "grafana": ["grafana:3000"],
+}
+COMPOSE_RULE_FILES = ("/etc/prometheus/alerts.yml",)
+
+
+def compose_prometheus_config() -> str:
+    """``configs/prometheus/prometheus.yml``: the compose stack's scrape configuration."""
+    return render_prometheus_config(
+        COMPOSE_TARGETS, rule_files=COMPOSE_RULE_FILES, discovery=Discovery.DNS
+    )
+
+
+if __name__ == "__main__":
+    # python -m services.observability.prometheus > configs/prometheus/prometheus.yml
+    print(compose_prometheus_config(), end="")
