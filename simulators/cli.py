@@ -17,10 +17,9 @@ from rich.progress import (
 
 from services.common import console
 from services.common.bus import BusError, open_bus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
+from services.common.config.catalogue import load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, err, fail, parse_resolution
-from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH
 from simulators.feed import (
     SimulatedCamera,
     UnknownCameraError,
@@ -28,14 +27,13 @@ from simulators.feed import (
     simulate_camera,
     write_recording,
 )
-from simulators.live_cli import LiveSettings, stream_live
 from simulators.render import VARIANTS
 
 
 # Typer maps each parameter to an option, so a command's signature is its whole interface.
 def simulate(  # noqa: PLR0917
     camera: Annotated[
-        str | None, typer.Option("--camera", "-c", help="Camera id from configs/cities.yaml.")
+        str | None, typer.Option("--camera", "-c", help="Camera id from cities.yaml.")
     ] = None,
     all_cameras: Annotated[
         bool, typer.Option("--all", help="Every catalogued camera (OUT/<camera_id>/...).")
@@ -62,24 +60,13 @@ def simulate(  # noqa: PLR0917
     faults: Annotated[
         bool, typer.Option(help="Drop or corrupt about 2% of frames (marked in the truth).")
     ] = False,
-    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = None,
     config: Annotated[
-        Path, typer.Option(help="Simulator traffic settings.")
-    ] = DEFAULT_SIMULATOR_CONFIG_PATH,
-    share_group: Annotated[
-        str | None,
+        Path | None,
         typer.Option(
-            help="Live mode: stream this replica's share of the cameras, handed out by this "
-            "Kafka consumer group, until SIGTERM; frames carry wall-clock capture times and "
-            "each camera plays --seconds segments, the next seed each time.",
+            help="Simulator traffic settings; default: simulator.yaml in the config directory."
         ),
     ] = None,
-    metrics_port: Annotated[
-        int, typer.Option(min=0, max=65535, help="Live mode: serve /metrics here (0: off).")
-    ] = 0,
-    metrics_host: Annotated[
-        str, typer.Option(help="Live mode: the address /metrics binds (0.0.0.0 in a container).")
-    ] = "127.0.0.1",
 ) -> None:
     if (camera is None) == (not all_cameras):
         raise fail("give exactly one of --camera ID or --all")
@@ -88,30 +75,6 @@ def simulate(  # noqa: PLR0917
     if variant not in VARIANTS:
         raise fail(f"--variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     resolution_wh = parse_resolution(resolution)
-    if share_group is not None:
-        if to is None or not to.startswith("kafka://"):
-            raise fail("--share-group needs --to kafka://HOST:PORT")
-        settings = LiveSettings(
-            seconds=seconds,
-            seed=seed,
-            variant=variant,
-            resolution_wh=resolution_wh,
-            catalogue_path=catalogue,
-            simulator_config_path=config,
-        )
-        try:
-            camera_ids = load_catalogue(catalogue).camera_ids() if all_cameras else [camera or ""]
-            settings.check(camera_ids)
-        except (UnknownCameraError, ConfigError) as exc:
-            raise fail(str(exc)) from None
-        stream_live(
-            camera_ids,
-            to,
-            settings=settings,
-            group_id=share_group,
-            metrics_addr=(metrics_host, metrics_port),
-        )
-        return
     try:
         camera_ids = load_catalogue(catalogue).camera_ids() if all_cameras else [camera or ""]
         cameras = [
