@@ -31,8 +31,9 @@ from services.common.config.loader import load_model
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, Frame
 from simulators.config import CameraTraffic, load_simulator_config
+from simulators.jpeg import BackgroundJpegEncoder
 from simulators.layout import NATIVE_WH, Layout, build_layout
-from simulators.render import HEAVY_JPEG_QUALITY, VARIANTS, Renderer
+from simulators.render import HEAVY_JPEG_QUALITY, STATIC_VARIANTS, VARIANTS, Renderer
 from simulators.traffic import Role, Trajectory, simulate_traffic
 from simulators.truth import (
     FrameTruth,
@@ -174,6 +175,7 @@ class SimulatedCamera:
         self.resolution_wh = renderer.resolution_wh
         self.n_frames = len(trajectory.frames)
         self._start_ts_ms = start_ts_ms
+        self._encoders: dict[int, BackgroundJpegEncoder] = {}
         faults = random.Random(f"faults:{self.camera_id}:{seed}")
         self.frame_truth: list[FrameTruth] = []
         for index, placed in enumerate(trajectory.frames):
@@ -252,17 +254,36 @@ class SimulatedCamera:
 
     def jpeg_frames(self, quality: int = 85) -> Iterator[Frame]:
         """Every frame with ``jpeg`` set; corrupt frames carry bytes no decoder accepts."""
+        for index in range(self.n_frames):
+            frame = self.jpeg_frame(index, quality)
+            if frame is not None:
+                yield frame
+
+    def jpeg_frame(self, index: int, quality: int = 85) -> Frame | None:
+        """Frame ``index`` with ``jpeg`` set, or None if the truth marks it dropped."""
+        truth = self.frame_truth[index]
+        if truth.dropped:
+            return None
         if self.variant == "jpeg":
             quality = min(quality, HEAVY_JPEG_QUALITY)
-        for truth in self.frame_truth:
-            if truth.dropped:
-                continue
-            data = (
-                _garbage(truth.frame)
-                if truth.corrupt
-                else _encode(self._picture(truth.frame), quality)
-            )
-            yield Frame(camera_id=self.camera_id, index=truth.frame, ts_ms=truth.ts_ms, jpeg=data)
+        data = _garbage(truth.frame) if truth.corrupt else self._jpeg(truth.frame, quality)
+        return Frame(camera_id=self.camera_id, index=truth.frame, ts_ms=truth.ts_ms, jpeg=data)
+
+    def _jpeg(self, frame_index: int, quality: int) -> bytes:
+        """The frame's picture as JPEG. Where the variant leaves the background untouched
+        around vehicles and lamps, only the parts that differ are drawn and encoded (see
+        ``simulators/jpeg.py``); the bytes are the same as a whole-frame encode's."""
+        phases = self._trajectory.phases
+        placed = self._trajectory.frames[frame_index]
+        phase = phases[frame_index] if phases else None
+        if self.variant not in STATIC_VARIANTS:
+            return _encode(self._renderer.render(frame_index, placed, phase), quality)
+        picture, damage = self._renderer.render_reused(frame_index, placed, phase)
+        encoder = self._encoders.get(quality)
+        if encoder is None:
+            encoder = BackgroundJpegEncoder(self._renderer.background, quality=quality)
+            self._encoders[quality] = encoder
+        return encoder.encode(picture, damage)
 
     def write_scene(self, path: Path) -> None:
         """Dump the scaled scene as a scene file that validates with ``SceneConfig``."""
