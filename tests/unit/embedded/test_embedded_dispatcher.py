@@ -55,7 +55,7 @@ def test_valid_events_are_queued_and_garbage_is_dead_lettered() -> None:
     asyncio.run(main())
     (entry,) = asyncio.run(queue.read())
     assert entry.violation_id == event.violation_id
-    assert entry.fields["district"] == "town"
+    assert entry.fields.district == "town"
     dlq = bus.subscribe([VIOLATIONS_DLQ_TOPIC.name], group_id="check")
     (dead,) = drain(dlq, 1, deadline_s=1)
     assert dead.value == b"\x00garbage"
