@@ -101,6 +101,14 @@ def add_operator(path: Path, name: str, role: Role) -> str:
     return token
 
 
+def replace_operator(path: Path, name: str, role: Role) -> str:
+    """Add ``name``, removing an earlier account of that name first; returns the token."""
+    content = load_operators(path)
+    kept = [o for o in content.operators if o.name != name]
+    save_operators(path, content.model_copy(update={"operators": kept}))
+    return add_operator(path, name, role)
+
+
 def remove_operator(path: Path, name: str) -> None:
     content = load_operators(path)
     kept = [o for o in content.operators if o.name != name]

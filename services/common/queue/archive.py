@@ -115,9 +115,11 @@ class SQLiteArchive:
             return None
         return [StatusChange.model_validate(h) for h in _json_list(rows[0][0])]
 
-    async def query(self, where: EntryFilter, *, low: int, high: int, limit: int) -> list[QueueEntry]:
+    async def query(
+        self, where: EntryFilter, *, low: int, high: int, limit: int
+    ) -> list[QueueEntry]:
         """Up to ``limit`` matching entries with ``low <= score <= high``, newest first."""
-        clauses, params = ["score BETWEEN ? AND ?"], [low, high]
+        clauses, params = ["score BETWEEN ? AND ?"], list[int | str]([low, high])
         for name, value in where.indexed().items():
             clauses.append(f"{name} = ?")
             params.append(value)
@@ -130,11 +132,14 @@ class SQLiteArchive:
 
     async def read(self, *, after: str, queues: list[str] | None, count: int) -> list[QueueEntry]:
         """Up to ``count`` entries after the entry id ``after``, oldest first."""
-        sql, params = "SELECT entry_json FROM entries WHERE score > ?", [entry_score(after)]
+        sql = "SELECT entry_json FROM entries WHERE score > ?"
+        params = list[int | str]([entry_score(after)])
         if queues is not None:
             sql += f" AND queue IN ({','.join('?' * len(queues))})"
             params += queues
-        rows = await asyncio.to_thread(self._rows, sql + " ORDER BY score LIMIT ?", [*params, count])
+        rows = await asyncio.to_thread(
+            self._rows, sql + " ORDER BY score LIMIT ?", [*params, count]
+        )
         return [_entry(r[0]) for r in rows]
 
     async def count(self) -> int:

@@ -93,7 +93,7 @@ class InMemoryQueue:
         self._by_violation[entry.violation_id] = entry
         for key in _index_keys(entry):
             self._index[key].append(score)
-        self._counts.update([f"status:new", f"type:{fields.type.value}", f"city:{fields.city}"])
+        self._counts.update(["status:new", f"type:{fields.type.value}", f"city:{fields.city}"])
         self._minutes[(fields.type.value, score // SUB_MS_SLOTS // 60_000)] += 1
         self._log(ChangeKind.ENTRY, entry)
         return AppendResult(entry_id=entry.entry_id, created=True)
@@ -133,7 +133,9 @@ class InMemoryQueue:
         low, high = where.score_range(before)
         candidates = [self._scores]
         candidates += [
-            self._index[(name, value)] for name, value in where.indexed().items() if name != "status"
+            self._index[(name, value)]
+            for name, value in where.indexed().items()
+            if name != "status"
         ]
         scores = min(candidates, key=len)
         stop = bisect.bisect_right(scores, high)

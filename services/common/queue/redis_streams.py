@@ -430,7 +430,14 @@ class RedisStreamsQueue:
         for _ in range(QUERY_ROUNDS):
             if high < low:
                 break
-            args = [self._p, low, high, limit - len(found), QUERY_BUDGET, len(index_keys)]
+            args: list[str | int] = [
+                self._p,
+                low,
+                high,
+                limit - len(found),
+                QUERY_BUDGET,
+                len(index_keys),
+            ]
             ids, last, exhausted = await self._call(
                 self._query(keys=[], args=[*args, *index_keys, *checks])
             )
@@ -523,9 +530,7 @@ class RedisStreamsQueue:
         for name in types:
             pipe.hmget(f"{self._p}:m:{name}", minutes)
         rows: list[list[str | None]] = await self._call(pipe.execute())
-        return {
-            name: [int(v or 0) for v in row] for name, row in zip(types, rows, strict=True)
-        }
+        return {name: [int(v or 0) for v in row] for name, row in zip(types, rows, strict=True)}
 
     async def changes(self, *, after: str, block_ms: int, count: int = 500) -> list[Change]:
         streams: dict[Any, Any] = {f"{self._p}:events": after}
@@ -559,7 +564,7 @@ class RedisStreamsQueue:
         return list(await self._call(cast(Awaitable[list[str]], found)))
 
     async def evict(self, violation_id: str, *, version: int) -> bool:
-        args = [self._p, violation_id, version]
+        args: list[str | int] = [self._p, violation_id, version]
         return bool(await self._call(self._evict(keys=[], args=args)))
 
     async def close(self) -> None:
@@ -602,4 +607,3 @@ def _entry(entry_id: str, queue: str, data: str, state: dict[str, str]) -> Queue
         repeat_count=int(state.get("repeat_count", 0)),
         last_repeat_ts_ms=opt_int("last_repeat_ts_ms"),
     )
-
