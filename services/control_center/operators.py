@@ -84,6 +84,10 @@ def save_operators(path: Path, content: OperatorsFile) -> None:
 
 def add_operator(path: Path, name: str, role: Role) -> str:
     """Add ``name`` with ``role`` to the file and return its new token (shown only once)."""
+    if not re.match(NAME_PATTERN, name):
+        raise ValueError(
+            f"operator name {name!r}: letters, digits and . _ @ - only, up to 64 characters"
+        )
     content = load_operators(path)
     if any(o.name == name for o in content.operators):
         raise ValueError(f"operator {name!r} already exists; remove it first to issue a new token")
