@@ -17,7 +17,14 @@ from tests.e2e.conftest import ControlCenter
 XSS = "<img src=x onerror=alert(1)>"
 PLACES = [
     ("wuzhen", "xizha", "wuzhen-cam-01", "Ziyi Road / Longxiang Avenue", "red_light", "urgent"),
-    ("hangzhou", "xihu", "hangzhou-cam-01", "Nanshan Road / Hubin Road", "illegal_parking", "normal"),
+    (
+        "hangzhou",
+        "xihu",
+        "hangzhou-cam-01",
+        "Nanshan Road / Hubin Road",
+        "illegal_parking",
+        "normal",
+    ),
     ("wuzhen", "dongzha", "wuzhen-cam-03", "Dongzha Bridge", "red_light", "high"),
     ("hangzhou", "shangcheng", "hangzhou-cam-02", "Yan'an Road", "illegal_parking", "low"),
 ]
