@@ -48,7 +48,7 @@ lock: venv ## Re-resolve uv.lock from pyproject.toml on purpose (newest allowed 
 	$(MAKE) --no-print-directory venv
 
 run: venv ## Run the whole pipeline on embedded defaults (dashboard on :8080); ARGS=... passes flags
-	$(BIN)/citybrain run $(ARGS)
+	$(BIN)/citybrain run --operators .local/operators.yaml --demo-operator demo $(ARGS)
 
 test: venv ## All tests: infra-up, pytest (unit first, then e2e, integration, scenarios), infra-down
 	@trap '$(MAKE) --no-print-directory infra-down' EXIT; trap 'exit 130' INT TERM; \

@@ -43,7 +43,7 @@ from rich.table import Table
 
 from services.common.bus.kafka import KafkaBus
 from services.common.events import ViolationEvent, ViolationType
-from services.common.queue import PendingEntry
+from services.common.queue import DispatchedEntry, PendingEntry
 from services.common.queue.redis_streams import RedisStreamsQueue
 from services.dispatcher.config import load_dispatch_config
 
@@ -182,6 +182,12 @@ class Worker:
         self._proc.wait(timeout=60)
 
 
+def _as_entry(raw: bytes) -> DispatchedEntry:
+    """A raw event as an entry, with the dispatch fields the floor does not compute."""
+    event = ViolationEvent.model_validate_json(raw)
+    return DispatchedEntry.enrich(event, district="floor", priority="normal", dispatched_ts_ms=0)
+
+
 async def floor(*, bootstrap: str, redis_url: str, topic: str, prefix: str, n: int) -> None:
     """The bare loop: consume, append the same batches to Redis, commit. Nothing else."""
     config = load_dispatch_config()
@@ -202,7 +208,7 @@ async def floor(*, bootstrap: str, redis_url: str, topic: str, prefix: str, n: i
         while done < n:
             fetched = await consumer.getmany(timeout_ms=100, max_records=batch)
             entries = [
-                PendingEntry(fields=(fields := json.loads(r.value)), queue=fields["city"])
+                PendingEntry(fields=(fields := _as_entry(r.value)), queue=fields.city)
                 for records in fetched.values()
                 for r in records
             ]

@@ -27,7 +27,15 @@ from services.common.config.catalogue import Catalogue, load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, fail, out
 from services.common.queue import ControlCenterQueue, open_queue
-from services.control_center.http import create_app, start_server
+from services.control_center.api import create_app
+from services.control_center.config import ControlCenterConfig
+from services.control_center.operators import (
+    DEFAULT_OPERATORS_PATH,
+    OperatorStore,
+    replace_operator,
+)
+from services.control_center.server import AppServer
+from services.control_center.workflow import Role
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
 from services.detector.worker import DetectorWorker, bus_sink
@@ -151,6 +159,8 @@ async def serve(
     settings: RunSettings,
     bus: Bus,
     queue: ControlCenterQueue,
+    api_queue: ControlCenterQueue,
+    operators: OperatorStore,
     catalogue: Catalogue,
     config: DispatchConfig,
     host: str,
@@ -177,8 +187,14 @@ async def serve(
         loop.call_later(duration_s, stop.set)
 
     settings.evidence_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(queue=queue, registry=registry, evidence_dir=settings.evidence_dir)
-    runner = await start_server(app, host=host, port=port)
+    app = create_app(
+        queue=api_queue,
+        operators=operators,
+        registry=registry,
+        evidence_dir=settings.evidence_dir,
+    )
+    server = AppServer(app, host=host, port=port)
+    await server.start()
     camera_stop = threading.Event()
     threads = [
         threading.Thread(
@@ -215,8 +231,10 @@ async def serve(
         camera_stop.set()
         for thread in threads:
             await asyncio.to_thread(thread.join, 10)
-        await runner.cleanup()
+        await server.stop()
         await queue.close()
+        if api_queue is not queue:
+            await api_queue.close()
         bus.close()
     return RunSummary.of(
         detector_metrics, dispatcher_metrics, evidence_dir=settings.evidence_dir.resolve()
@@ -260,6 +278,13 @@ def run_command(
             "config directory."
         ),
     ] = None,
+    operators: Annotated[
+        Path, typer.Option(help="The operators file (YAML) the dashboard signs in against.")
+    ] = DEFAULT_OPERATORS_PATH,
+    demo_operator: Annotated[
+        str | None,
+        typer.Option(help="Create this supervisor (replacing it) and print its token at start."),
+    ] = None,
 ) -> None:
     """Run the whole pipeline in one process: simulated Wuzhen and Hangzhou cameras,
     detectors, dispatcher and control-center queue, with the dashboard and /metrics.
@@ -280,7 +305,18 @@ def run_command(
             segment_s=segment_s,
             evidence_dir=evidence_dir,
         )
-        the_bus, the_queue = open_bus(bus), open_queue(queue)
+        pools = ControlCenterConfig().redis_pools
+        the_bus, the_queue = open_bus(bus), open_queue(queue, pool_size=pools.writer)
+        # The API gets its own pool, so a burst of reads cannot starve the dispatcher's
+        # writes; the in-memory queue is one object both must share.
+        api_queue = (
+            the_queue if queue.startswith("memory:") else open_queue(queue, pool_size=pools.api)
+        )
+        if demo_operator is not None:
+            token = replace_operator(operators, demo_operator, Role.SUPERVISOR)
+            out.print(f"demo operator {demo_operator!r} (supervisor); sign in with this token:")
+            print(token, flush=True)
+        store = OperatorStore(operators)
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
     try:
@@ -289,6 +325,8 @@ def run_command(
                 settings=settings,
                 bus=the_bus,
                 queue=the_queue,
+                api_queue=api_queue,
+                operators=store,
                 catalogue=cat,
                 config=config,
                 host=host,

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from services.common.config.catalogue import Catalogue
 from services.common.events import ViolationEvent, parse_event
-from services.common.queue import PendingEntry
+from services.common.queue import DispatchedEntry, PendingEntry
 from services.dispatcher.config import DispatchConfig, PeakWindow, Priority, PriorityRule
 
 UNKNOWN_DISTRICT = "unknown"
@@ -300,16 +300,16 @@ class Dispatcher:
                 tags=frozenset(),
                 timezone=self._timezones.get(event.city, self.config.priorities.fallback_timezone),
             )
-        fields = {
-            **event.to_dict(),
-            "district": place.district,
-            "location": place.location,
-            "lat": place.lat,
-            "lon": place.lon,
-            "unit": place.unit,
-            "priority": self.priority(event, tags=place.tags, timezone=place.timezone).value,
-            "dispatched_ts_ms": now_ms,
-        }
+        fields = DispatchedEntry.enrich(
+            event,
+            district=place.district,
+            location=place.location,
+            lat=place.lat,
+            lon=place.lon,
+            unit=place.unit,
+            priority=self.priority(event, tags=place.tags, timezone=place.timezone).value,
+            dispatched_ts_ms=now_ms,
+        )
         return Dispatch(
             entry=PendingEntry(fields=fields, queue=self.route(place)),
             camera_id=event.camera_id,

@@ -1,110 +1,116 @@
-"""A real headless Chromium, driven over the DevTools protocol with aiohttp's websocket."""
+"""Browser tests: Playwright for Python driving the Debian chromium (never a downloaded one)
+against the real control-center app, served by uvicorn on a real Redis.
+
+The Redis URL comes from ``REDIS_URL``, else ``redis://127.0.0.1:$REDIS_PORT/0`` (``make
+test`` starts Redis with ``make infra-up``).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import itertools
-import json
-import re
+import os
 import shutil
-import subprocess
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+import threading
+import uuid
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
 
-import aiohttp
 import pytest
+from playwright.sync_api import Browser, Playwright, sync_playwright
+from prometheus_client import CollectorRegistry
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from services.common.queue import ControlCenterQueue, open_queue
+from services.control_center.api import create_app
+from services.control_center.operators import OperatorStore, add_operator
+from services.control_center.server import AppServer
+from services.control_center.workflow import Role
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+T = TypeVar("T")
 
 
-class Page:
-    """One browser tab: evaluate JavaScript and wait for conditions in it."""
+def redis_url() -> str:
+    port = os.environ.get("REDIS_PORT", "6379")
+    return os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{port}/0"
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._ws = ws
-        self._ids = itertools.count(1)
 
-    async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        call_id = next(self._ids)
-        await self._ws.send_json({"id": call_id, "method": method, "params": params})
-        async for msg in self._ws:
-            data = json.loads(msg.data)
-            if data.get("id") == call_id:
-                if "error" in data:
-                    raise RuntimeError(f"{method}: {data['error']}")
-                return dict(data["result"])
-        raise RuntimeError("browser closed the connection")
+@dataclass
+class ControlCenter:
+    """A control center running in a thread of its own, with its own event loop.
 
-    async def evaluate(self, expression: str) -> Any:
-        result = await self.send(
-            "Runtime.evaluate", expression=expression, awaitPromise=True, returnByValue=True
+    ``run(coro)`` runs a coroutine on that loop (for example a write to ``queue``), so the
+    test's writes go through the same Redis as the app's reads.
+    """
+
+    url: str
+    queue: ControlCenterQueue
+    loop: asyncio.AbstractEventLoop
+    evidence_dir: Path
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        done: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        return done.result(timeout=30)
+
+
+@pytest.fixture
+def control_center(tmp_path: Path) -> Iterator[ControlCenter]:
+    operators = tmp_path / "operators.yaml"
+    tokens = {
+        "li.wei": add_operator(operators, "li.wei", Role.OPERATOR),
+        "zhang.min": add_operator(operators, "zhang.min", Role.SUPERVISOR),
+    }
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    prefix = f"e2e-{uuid.uuid4().hex[:10]}"
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="control-center", daemon=True)
+    thread.start()
+
+    async def start() -> tuple[AppServer, ControlCenterQueue]:
+        queue = open_queue(redis_url(), prefix=prefix)
+        app = create_app(
+            queue=queue,
+            operators=OperatorStore(operators),
+            registry=CollectorRegistry(),
+            evidence_dir=evidence,
         )
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"JavaScript error: {result['exceptionDetails']}")
-        return result["result"].get("value")
+        server = AppServer(app, host="127.0.0.1", port=0)
+        await server.start()
+        return server, queue
 
-    async def wait_for(self, expression: str, *, timeout_s: float = 15.0) -> None:
-        """Poll ``expression`` until it is truthy; bounded in time."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            value = await self.evaluate(f"!!({expression})")
-            if value:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"still falsy after {timeout_s}s: {expression}")
-            await asyncio.sleep(0.1)
+    server, queue = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=60)
+    cc = ControlCenter(
+        url=f"http://127.0.0.1:{server.port}",
+        queue=queue,
+        loop=loop,
+        evidence_dir=evidence,
+        tokens=tokens,
+    )
+    try:
+        yield cc
+    finally:
+        cc.run(server.stop())
+        cc.run(queue.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
-    async def screenshot(self) -> bytes:
-        return base64.b64decode((await self.send("Page.captureScreenshot"))["data"])
 
-
-@asynccontextmanager
-async def open_page(url: str, *, width: int = 1400, height: int = 800) -> AsyncIterator[Page]:
-    if CHROMIUM is None:
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (apt-get install chromium)")
-    with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.Popen(
-            [
-                CHROMIUM,
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--remote-debugging-port=0",
-                "--remote-debugging-address=127.0.0.1",
-                f"--user-data-dir={profile}",
-                f"--window-size={width},{height}",
-                url,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            port = await asyncio.to_thread(_devtools_port, proc)
-            async with aiohttp.ClientSession() as session:
-                targets = await (await session.get(f"http://127.0.0.1:{port}/json/list")).json()
-                page_ws = next(t["webSocketDebuggerUrl"] for t in targets if t["type"] == "page")
-                async with session.ws_connect(page_ws, max_msg_size=0) as ws:
-                    yield Page(ws)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stderr is not None:
-                proc.stderr.close()
+    with sync_playwright() as p:
+        yield p
 
 
-def _devtools_port(proc: subprocess.Popen[str]) -> int:
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        match = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
-        if match:
-            return int(match.group(1))
-    raise RuntimeError(f"chromium exited ({proc.wait()}) before DevTools was ready")
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield browser
+    browser.close()

@@ -12,6 +12,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from services.control_center.operators import add_operator
+from services.control_center.workflow import Role
+
 # Real-time cameras: a violation needs up to about a minute of simulated traffic.
 WAIT_FOR_ENTRY_S = 120
 
@@ -22,15 +25,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as resp:
+def get(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as resp:
         body = resp.read().decode()
-    return json.loads(body) if url.endswith(("entries", "healthz")) else body
+    return json.loads(body) if resp.headers.get_content_type() == "application/json" else body
 
 
 def test_run_dispatches_violations_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    operators = tmp_path / "operators.yaml"
+    token = add_operator(operators, "li.wei", Role.OPERATOR)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -47,6 +54,8 @@ def test_run_dispatches_violations_and_stops_cleanly(tmp_path: Path) -> None:
             "hangzhou-cam-01",
             "--evidence-dir",
             str(tmp_path / "evidence"),
+            "--operators",
+            str(operators),
             "--seconds",
             str(WAIT_FOR_ENTRY_S + 30),
         ],
@@ -60,7 +69,7 @@ def test_run_dispatches_violations_and_stops_cleanly(tmp_path: Path) -> None:
         while time.monotonic() < deadline and not entries:
             time.sleep(2)
             try:
-                entries = get(f"{base}/api/entries")
+                entries = get(f"{base}/api/entries", token)["entries"]
             except OSError:
                 assert proc.poll() is None, proc.communicate()[0]
         assert entries, "no violation reached the control-center queue"

@@ -88,7 +88,7 @@ def test_a_new_violation_is_enriched_from_the_catalogue(dispatcher: Dispatcher) 
     assert isinstance(decision, Dispatch)
     assert decision.catalogued
     assert decision.entry.queue == "wuzhen.town"
-    assert decision.entry.fields == {
+    assert decision.entry.fields.to_dict() == {
         **VALID,
         "lane": 2,
         "district": "town",
@@ -107,8 +107,8 @@ def test_an_uncatalogued_camera_is_still_dispatched_as_unknown(dispatcher: Dispa
     assert not decision.catalogued
     assert decision.entry.queue == "wuzhen.unknown"
     fields = decision.entry.fields
-    assert (fields["district"], fields["location"], fields["unit"]) == ("unknown", None, None)
-    assert fields["priority"] == "normal"
+    assert (fields.district, fields.location, fields.unit) == ("unknown", None, None)
+    assert fields.priority == "normal"
 
 
 @pytest.mark.parametrize(
@@ -135,7 +135,7 @@ def test_priority_follows_the_first_matching_rule(
     data = raw(camera_id=camera_id, city=city, violation_type=violation_type, ts_ms=ts_ms)
     decision = only(dispatcher, data)
     assert isinstance(decision, Dispatch)
-    assert decision.entry.fields["priority"] == priority
+    assert decision.entry.fields.priority == priority
 
 
 def test_priority_checks_the_time_of_each_event_not_of_the_first(dispatcher: Dispatcher) -> None:
@@ -145,7 +145,7 @@ def test_priority_checks_the_time_of_each_event_not_of_the_first(dispatcher: Dis
         data = raw(camera_id="wuzhen-cam-01", city="wuzhen", ts_ms=ts_ms)
         decision = only(dispatcher, data)
         assert isinstance(decision, Dispatch)
-        priorities.append(decision.entry.fields["priority"])
+        priorities.append(decision.entry.fields.priority)
     assert priorities == ["urgent", "high", "high", "urgent"]
 
 

@@ -63,7 +63,7 @@ def test_valid_events_are_queued_garbage_is_dead_lettered_and_all_is_committed()
     asyncio.run(main())
     (entry,) = asyncio.run(queue.read())
     assert entry.violation_id == event.violation_id
-    assert entry.fields["district"] == "town"
+    assert entry.fields.district == "town"
     assert store.counters == {"wuzhen-cam-01": {"dispatch": 1, "duplicate": 1}}
     (dead,) = drain(bus.subscribe([VIOLATIONS_DLQ_TOPIC.name], group_id="check"), 1)
     assert dead.value == b"\x00garbage"

@@ -1,0 +1,147 @@
+"""The live stream (``GET /api/stream``): the queue's change log as Server-Sent Events.
+
+One :class:`ChangeFeed` per process reads the change log and fans each record out to every
+open stream, rendered once, so fifty dashboards cost one Redis reader, not fifty. A stream
+that resumes (``Last-Event-ID``) first replays the log after its id, then joins the live
+records, skipping any it already sent: nothing is lost or repeated. A dashboard that falls
+too far behind is disconnected and resumes from its last id the same way. If the log no
+longer holds that id (it is capped), the stream says ``event: reset`` so the page reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+from services.common.queue import Change, ControlCenterQueue, QueueUnavailableError, stream_id_key
+
+log = logging.getLogger(__name__)
+
+# A stream's reconnect delay, sent to the browser (ms), and how long the feed waits for the
+# next change-log record in one blocking read.
+RETRY_MS = 1_000
+FEED_BLOCK_MS = 5_000
+CATCH_UP_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    event_id: str
+    kind: str
+    data: str
+
+    def encode(self) -> bytes:
+        return f"id: {self.event_id}\nevent: {self.kind}\ndata: {self.data}\n\n".encode()
+
+
+def render(change: Change) -> StreamEvent:
+    """A change as an SSE event whose data is the entry as ``feed --json`` prints it."""
+    data = json.dumps(change.entry.to_feed_dict(), ensure_ascii=False, separators=(",", ":"))
+    return StreamEvent(event_id=change.change_id, kind=change.kind.value, data=data)
+
+
+_CLOSED = StreamEvent(event_id="", kind="", data="")
+
+
+class Subscriber:
+    """One open stream's buffer of live events."""
+
+    def __init__(self, size: int) -> None:
+        self.events: asyncio.Queue[StreamEvent] = asyncio.Queue(maxsize=size)
+        self.overflowed = False
+
+    def offer(self, event: StreamEvent) -> None:
+        try:
+            self.events.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class ChangeFeed:
+    """Follows the change log from the moment it starts and hands records to subscribers."""
+
+    def __init__(self, queue: ControlCenterQueue, *, buffer: int) -> None:
+        self._queue = queue
+        self._buffer = buffer
+        self._subscribers: set[Subscriber] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def clients(self) -> int:
+        return len(self._subscribers)
+
+    async def start(self) -> None:
+        after = await self._queue.last_change_id()
+        self._task = asyncio.create_task(self._follow(after), name="change-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for subscriber in self._subscribers:
+            subscriber.offer(_CLOSED)
+
+    async def _follow(self, after: str) -> None:
+        while True:
+            try:
+                changes = await self._queue.changes(after=after, block_ms=FEED_BLOCK_MS)
+            except QueueUnavailableError as exc:
+                log.warning("change log unavailable, retrying in 1 s: %s", exc)
+                await asyncio.sleep(1)
+                continue
+            for change in changes:
+                event = render(change)
+                for subscriber in list(self._subscribers):
+                    subscriber.offer(event)
+                after = change.change_id
+
+    @contextlib.contextmanager
+    def subscribe(self) -> Iterator[Subscriber]:
+        subscriber = Subscriber(self._buffer)
+        self._subscribers.add(subscriber)
+        try:
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)
+
+
+async def event_stream(
+    *,
+    queue: ControlCenterQueue,
+    feed: ChangeFeed,
+    last_event_id: str | None,
+    heartbeat_s: float,
+) -> AsyncIterator[bytes]:
+    """The bytes of one SSE response: replay after ``last_event_id``, then live events."""
+    with feed.subscribe() as subscriber:
+        yield f"retry: {RETRY_MS}\n\n".encode()
+        sent = last_event_id or await queue.last_change_id()
+        first = await queue.first_change_id()
+        # "0-0" asks for everything kept; any other id older than the oldest kept means
+        # records after it may have been trimmed.
+        trimmed = first != "0-0" and stream_id_key(sent) < stream_id_key(first)
+        if last_event_id not in (None, "0-0") and trimmed:
+            yield b"event: reset\ndata: {}\n\n"
+        while True:
+            page = await queue.changes(after=sent, block_ms=0, count=CATCH_UP_PAGE)
+            for change in page:
+                yield render(change).encode()
+                sent = change.change_id
+            if len(page) < CATCH_UP_PAGE:
+                break
+        while not subscriber.overflowed:
+            try:
+                event = await asyncio.wait_for(subscriber.events.get(), timeout=heartbeat_s)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if event is _CLOSED:
+                return
+            if stream_id_key(event.event_id) > stream_id_key(sent):
+                yield event.encode()
+                sent = event.event_id
