@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from services.common.frames import BGRImage
+from services.common.arrays import BGRImage
 
 __all__ = ["BackgroundJpegEncoder", "JpegLayout", "encode_whole", "parse_jpeg"]
 
