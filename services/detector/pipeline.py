@@ -25,6 +25,7 @@ from services.detector.blobs import find_blobs
 from services.detector.decode import (
     GreyImage,
     WorkingDecoder,
+    WorkingPicture,
     reduction_for,
     source_size,
 )
@@ -33,10 +34,10 @@ from services.detector.geometry import BoxXYWH, Scale
 from services.detector.persistence import PersistentForeground
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
-    LampClassifier,
     LightState,
     SignalTimeline,
-    lamp_levels,
+    crop_head,
+    read_lamp_head,
 )
 from services.detector.tracker import Track, Tracker, TrackerSettings
 
@@ -79,17 +80,11 @@ class _NullObserver:
 class _Geometry:
     """The scene, scaled once to working pixels."""
 
-    def __init__(self, scene: SceneConfig, scale: Scale) -> None:
+    def __init__(self, scene: SceneConfig, scale: Scale, *, source_per_scene_px: float) -> None:
         self.scale = scale
-        self.light_roi: tuple[int, int, int, int] | None = None
-        if scene.traffic_light is not None:
-            x, y, w, h = scene.traffic_light.roi
-            self.light_roi = (
-                int(x * scale.factor),
-                int(y * scale.factor),
-                max(round(w * scale.factor), 1),
-                max(round(h * scale.factor), 3),
-            )
+        # The lamp head is read from a colour picture whose size depends on the frame's
+        # kind (decoded or JPEG), so its roi stays in source pixels here.
+        self.source_per_scene_px = source_per_scene_px
         self.red_light: RedLightRule | None = None
         if scene.stop_line is not None:
             a, b = scene.stop_line.points
@@ -128,7 +123,6 @@ class DetectorPipeline:
         self._geometry: _Geometry | None = None
         self._background = SelectiveBackground(fps=scene.fps)
         self._tracker: Tracker | None = None
-        self._lamps = LampClassifier()
         self._signal = SignalTimeline(confirm_frames=self._settings.confirm_frames)
         # Red-light events wait for the light to be decided; keep their frames for evidence.
         self._recent: deque[Frame] = deque(maxlen=self._settings.confirm_frames + 2)
@@ -156,15 +150,17 @@ class DetectorPipeline:
         """Run every stage on ``frame``; raises ``CorruptFrameError`` for an unusable frame
         (the pipeline's state is then unchanged, so the caller may skip it and go on)."""
         with self._observer.stage("decode"):
-            grey = self._decode(frame)
+            picture = self._decode(frame)
         geometry = self._geometry
         tracker = self._tracker
         assert geometry is not None and tracker is not None
         self._recent.append(frame)
-
-        if geometry.light_roi is not None:
+        if isinstance(picture, WorkingPicture):
+            grey = picture.grey
             with self._observer.stage("signal"):
-                self._read_signal(grey, geometry.light_roi, frame.index)
+                self._read_signal(picture, geometry, frame.index)
+        else:
+            grey = picture
 
         with self._observer.stage("motion"):
             mask = self._background.apply(
@@ -183,8 +179,10 @@ class DetectorPipeline:
             hits = self._apply_rules(geometry, tracks, frame)
         return [self._event(hit) for hit in hits]
 
-    def _decode(self, frame: Frame) -> GreyImage:
-        if self._decoder is None:
+    def _decode(self, frame: Frame) -> GreyImage | WorkingPicture:
+        """The working image, with a colour picture when the camera has a signal to read."""
+        decoder = self._decoder
+        if decoder is None:
             source_wh = source_size(frame)
             decoder = WorkingDecoder(
                 source_wh=source_wh,
@@ -192,10 +190,14 @@ class DetectorPipeline:
                     source_wh[0], min_working_width=self._settings.min_working_width
                 ),
             )
-            grey = decoder.decode(frame)
+        picture = (
+            decoder.decode(frame)
+            if self.scene.traffic_light is None
+            else decoder.decode_with_colour(frame)
+        )
+        if self._decoder is None:
             self._start(decoder)
-            return grey
-        return self._decoder.decode(frame)
+        return picture
 
     def _start(self, decoder: WorkingDecoder) -> None:
         """Size everything for the feed, now that its first frame is known good."""
@@ -203,7 +205,11 @@ class DetectorPipeline:
         work_w, work_h = decoder.working_wh
         scene_w = self.scene.resolution_wh[0] if self.scene.resolution_wh else decoder.source_wh[0]
         self._decoder = decoder
-        self._geometry = _Geometry(self.scene, Scale(factor=work_w / scene_w))
+        self._geometry = _Geometry(
+            self.scene,
+            Scale(factor=work_w / scene_w),
+            source_per_scene_px=decoder.source_wh[0] / scene_w,
+        )
         self._min_area_px = max(4, round(settings.min_vehicle_area_frac * work_w * work_h))
         tracker_settings = TrackerSettings(
             stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
@@ -219,10 +225,16 @@ class DetectorPipeline:
             frames=round(self.scene.fps * tracker_settings.stationary_window_s)
         )
 
-    def _read_signal(self, grey: GreyImage, roi: tuple[int, int, int, int], index: int) -> None:
-        x, y, w, h = roi
-        reading = self._lamps.classify(lamp_levels(grey[y : y + h, x : x + w]))
-        change = self._signal.update(frame=index, reading=reading)
+    def _read_signal(self, picture: WorkingPicture, geometry: _Geometry, index: int) -> None:
+        light = self.scene.traffic_light
+        assert light is not None
+        head = crop_head(
+            picture.colour,
+            roi_xywh=light.roi,
+            factor=picture.colour_per_source_px * geometry.source_per_scene_px,
+        )
+        reading = read_lamp_head(head, layout=light.layout)
+        change = self._signal.update(frame=index, reading=reading.state)
         if change is not None:
             self._observer.signal_changed(change.state)
 
