@@ -25,6 +25,7 @@ from services.detector.blobs import find_blobs
 from services.detector.decode import (
     GreyImage,
     WorkingDecoder,
+    WorkingPicture,
     reduction_for,
     source_size,
 )
@@ -32,10 +33,10 @@ from services.detector.evidence import EvidenceSink
 from services.detector.geometry import BoxXYWH, Scale, pixel_box
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
-    LampClassifier,
     LightState,
     SignalTimeline,
-    lamp_levels,
+    crop_head,
+    read_lamp_head,
 )
 from services.detector.tracker import StandingVehicles, Tracker, TrackerSettings, TrackView
 
@@ -75,17 +76,11 @@ class _NullObserver:
 class _Geometry:
     """The scene, scaled once to working pixels."""
 
-    def __init__(self, scene: SceneConfig, scale: Scale) -> None:
+    def __init__(self, scene: SceneConfig, scale: Scale, *, source_per_scene_px: float) -> None:
         self.scale = scale
-        self.light_roi: tuple[int, int, int, int] | None = None
-        if scene.traffic_light is not None:
-            x, y, w, h = scene.traffic_light.roi
-            self.light_roi = (
-                int(x * scale.factor),
-                int(y * scale.factor),
-                max(round(w * scale.factor), 1),
-                max(round(h * scale.factor), 3),
-            )
+        # The lamp head is read from a colour picture whose size depends on the frame's
+        # kind (decoded or JPEG), so its roi stays in source pixels here.
+        self.source_per_scene_px = source_per_scene_px
         self.red_light: RedLightRule | None = None
         if scene.stop_line is not None:
             a, b = scene.stop_line.points
@@ -115,7 +110,11 @@ class _Feed:
         work_w, work_h = decoder.working_wh
         scene_w = scene.resolution_wh[0] if scene.resolution_wh else decoder.source_wh[0]
         self.decoder = decoder
-        self.geometry = _Geometry(scene, Scale(factor=work_w / scene_w))
+        self.geometry = _Geometry(
+            scene,
+            Scale(factor=work_w / scene_w),
+            source_per_scene_px=decoder.source_wh[0] / scene_w,
+        )
         self.min_area_px = max(4, round(settings.min_vehicle_area_frac * work_w * work_h))
         tracker_settings = TrackerSettings(
             stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
@@ -160,7 +159,6 @@ class DetectorPipeline:
         # Built on the first frame that decodes.
         self._feed: _Feed | None = None
         self._background = SelectiveBackground(fps=scene.fps)
-        self._lamps = LampClassifier()
         self._signal = SignalTimeline(confirm_frames=self._settings.confirm_frames)
         # Red-light events wait for the light to be decided; keep their frames for evidence.
         self._recent: deque[Frame] = deque(maxlen=self._settings.confirm_frames + 2)
@@ -179,14 +177,21 @@ class DetectorPipeline:
         (the pipeline's state is then unchanged, so the caller may skip it and go on)."""
         with self._observer.stage("decode"):
             decoder = self._feed.decoder if self._feed else self._decoder_for(frame)
-            grey = decoder.decode(frame)
+            # A colour picture too when the camera has a signal to read.
+            picture = (
+                decoder.decode(frame)
+                if self.scene.traffic_light is None
+                else decoder.decode_with_colour(frame)
+            )
         feed = self._feed = self._feed or _Feed(self.scene, self._settings, decoder)
         geometry, tracker = feed.geometry, feed.tracker
         self._recent.append(frame)
-
-        if geometry.light_roi is not None:
+        if isinstance(picture, WorkingPicture):
+            grey = picture.grey
             with self._observer.stage("signal"):
-                self._read_signal(grey, geometry.light_roi, frame.index)
+                self._read_signal(picture, geometry, frame.index)
+        else:
+            grey = picture
 
         with self._observer.stage("motion"):
             mask = self._background.apply(
@@ -217,10 +222,16 @@ class DetectorPipeline:
             ),
         )
 
-    def _read_signal(self, grey: GreyImage, roi: tuple[int, int, int, int], index: int) -> None:
-        x, y, w, h = roi
-        reading = self._lamps.classify(lamp_levels(grey[y : y + h, x : x + w]))
-        change = self._signal.update(frame=index, reading=reading)
+    def _read_signal(self, picture: WorkingPicture, geometry: _Geometry, index: int) -> None:
+        light = self.scene.traffic_light
+        assert light is not None
+        head = crop_head(
+            picture.colour,
+            roi_xywh=light.roi,
+            factor=picture.colour_per_source_px * geometry.source_per_scene_px,
+        )
+        reading = read_lamp_head(head, layout=light.layout)
+        change = self._signal.update(frame=index, reading=reading.state)
         if change is not None:
             self._observer.signal_changed(change.state)
 

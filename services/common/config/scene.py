@@ -5,6 +5,7 @@ Pixel coordinates are in the source video's resolution, origin at the top left.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,9 +20,21 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LampLayout(StrEnum):
+    """How a 3-lamp head is stacked: red first (top or left), green last."""
+
+    VERTICAL = "vertical"
+    HORIZONTAL = "horizontal"
+
+
 class TrafficLight(_Strict):
     roi: tuple[int, int, PositiveInt, PositiveInt] = Field(
-        description="x, y, w, h around a vertical 3-lamp head: red top, amber middle, green bottom"
+        description="x, y, w, h around a 3-lamp head"
+    )
+    layout: LampLayout = Field(
+        default=LampLayout.VERTICAL,
+        description="vertical: red top, amber middle, green bottom; "
+        "horizontal: red left, amber middle, green right",
     )
 
     @model_validator(mode="after")
