@@ -31,6 +31,7 @@ from services.detector.decode import (
 from services.detector.evidence import EvidenceSink
 from services.detector.geometry import BoxXYWH, Scale
 from services.detector.persistence import PersistentForeground
+from services.detector.result import FrameResult, SeenTrack
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
     LampClassifier,
@@ -155,6 +156,10 @@ class DetectorPipeline:
     def process(self, frame: Frame) -> list[ViolationEvent]:
         """Run every stage on ``frame``; raises ``CorruptFrameError`` for an unusable frame
         (the pipeline's state is then unchanged, so the caller may skip it and go on)."""
+        return list(self.process_frame(frame).events)
+
+    def process_frame(self, frame: Frame) -> FrameResult:
+        """:meth:`process`, returning what the detector saw as well as the events."""
         with self._observer.stage("decode"):
             grey = self._decode(frame)
         geometry = self._geometry
@@ -181,7 +186,48 @@ class DetectorPipeline:
 
         with self._observer.stage("rules"):
             hits = self._apply_rules(geometry, tracks, frame)
-        return [self._event(hit) for hit in hits]
+        return self._result(
+            index=frame.index,
+            ts_ms=frame.ts_ms,
+            tracks=tracks,
+            events=tuple(self._event(hit) for hit in hits),
+        )
+
+    def held(self, *, index: int, ts_ms: int, dropped: str) -> FrameResult:
+        """The state the detector holds at a frame it could not use (for a trace)."""
+        return self._result(index=index, ts_ms=ts_ms, tracks=self.tracks, dropped=dropped)
+
+    def _result(
+        self,
+        *,
+        index: int,
+        ts_ms: int,
+        tracks: list[Track],
+        events: tuple[ViolationEvent, ...] = (),
+        dropped: str | None = None,
+    ) -> FrameResult:
+        geometry = self._geometry
+        seen = (
+            tuple(
+                SeenTrack(
+                    track_id=t.track_id,
+                    bbox_xywh=geometry.scale.box_to_scene(t.box),
+                    stationary=t.stationary,
+                    established=t.established,
+                )
+                for t in tracks
+            )
+            if geometry is not None
+            else ()
+        )
+        return FrameResult(
+            frame=index,
+            ts_ms=ts_ms,
+            signal=self._signal.state,
+            tracks=seen,
+            events=events,
+            dropped=dropped,
+        )
 
     def _decode(self, frame: Frame) -> GreyImage:
         if self._decoder is None:
