@@ -123,14 +123,21 @@ def label(image: BGRImage, text: str, bottom_left: tuple[int, int], colour: BGR)
     cv2.putText(image, text, (x + 1, y - base), _FONT, font, ink, 1, cv2.LINE_AA)
 
 
-def stamp(image: BGRImage, lines: list[str], *, signal: LightState | None = None) -> None:
-    """A banner across the top left: one line each, a lamp in the signal's colour first."""
-    font = text_size(image)
-    height = cv2.getTextSize("Ag", _FONT, font, 1)[0][1]
-    pitch = int(height * 1.8)
+def stamp(
+    image: BGRImage,
+    lines: list[str],
+    *,
+    signal: LightState | None = None,
+    font: float | None = None,
+) -> None:
+    """A banner across the top left: one line each, a lamp in the signal's colour first.
+
+    ``font`` defaults to :func:`text_size`; the banner takes ``banner_height`` rows."""
+    font = font or text_size(image)
+    pitch = int(cv2.getTextSize("Ag", _FONT, font, 1)[0][1] * 1.8)
     width = max(cv2.getTextSize(line, _FONT, font, 1)[0][0] for line in lines)
     lamp = pitch if signal is not None else 0
-    overlay = image[0 : pitch * len(lines) + pitch // 2, 0 : width + lamp + 16]
+    overlay = image[0 : banner_height(len(lines), font), 0 : width + lamp + 16]
     overlay[:] = (overlay.astype(np.uint16) // 3).astype(np.uint8)
     if signal is not None:
         centre = (lamp // 2 + 6, pitch // 2 + 4)
@@ -138,6 +145,12 @@ def stamp(image: BGRImage, lines: list[str], *, signal: LightState | None = None
     for row, line in enumerate(lines):
         y = pitch * (row + 1)
         cv2.putText(image, line, (lamp + 10, y), _FONT, font, _WHITE, 1, cv2.LINE_AA)
+
+
+def banner_height(lines: int, font: float) -> int:
+    """The rows a :func:`stamp` of ``lines`` lines at ``font`` covers."""
+    pitch = int(cv2.getTextSize("Ag", _FONT, font, 1)[0][1] * 1.8)
+    return pitch * lines + pitch // 2
 
 
 def clock_text(ts_ms: int) -> str:

@@ -18,12 +18,14 @@ from services.common.frames import BGRImage, Frame
 from services.detector.decode import decode_bgr
 from services.detector.drawing import (
     VIOLATION_BGR,
+    banner_height,
     clock_text,
     draw_geometry,
     draw_track,
     label,
     scene_scale,
     stamp,
+    text_size,
 )
 from services.detector.evidence import vehicle_crop
 from services.detector.result import FrameResult
@@ -60,13 +62,15 @@ def compose_panels(*, scene: SceneConfig, event: ViolationEvent, panels: list[Pa
         label(crop_tile, f"#{event.track_id}", (0, height - 2), VIOLATION_BGR)
         tiles.append(crop_tile)
     sheet = np.hstack(tiles)
-    caption = np.full((max(28, height // 16), sheet.shape[1], 3), _CAPTION_BGR, np.uint8)
+    font = text_size(tiles[0])
+    caption = np.full((banner_height(1, font), sheet.shape[1], 3), _CAPTION_BGR, np.uint8)
     stamp(
         caption,
         [
             f"{event.type.value}  camera {event.camera_id} ({event.city})  track "
             f"#{event.track_id}  {clock_text(event.ts_ms)}  id {event.violation_id}"
         ],
+        font=font,
     )
     return np.vstack([sheet, caption])
 
