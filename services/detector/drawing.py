@@ -44,6 +44,11 @@ def scene_scale(scene: SceneConfig, image_width: int) -> float:
     return image_width / scene.resolution_wh[0] if scene.resolution_wh else 1.0
 
 
+def line_width(image: BGRImage) -> int:
+    """Pixels that stay visible after 4:2:0 video compression (2 at 640 px wide)."""
+    return max(2, round(int(image.shape[1]) / 480))
+
+
 def text_size(image: BGRImage) -> float:
     """A font scale that reads at the image's size (0.5 at 640 px wide)."""
     return max(0.4, int(image.shape[1]) / 1280)
@@ -63,7 +68,7 @@ def draw_geometry(
     def pts(points: list[tuple[float, float]]) -> np.ndarray:
         return (np.array(points, np.float64) * scale).round().astype(np.int32)
 
-    thickness = max(1, round(image.shape[1] / 640))
+    thickness = line_width(image)
     if zones:
         for zone in scene.no_parking_zones:
             polygon = pts(zone.polygon)
@@ -99,7 +104,7 @@ def draw_track(
 ) -> None:
     """The track's box and a label with its id (and ``text``, when given)."""
     x, y, w, h = (round(v * scale) for v in track.bbox_xywh)
-    thickness = max(1, round(image.shape[1] / 640)) + (1 if colour == VIOLATION_BGR else 0)
+    thickness = line_width(image) + (1 if colour == VIOLATION_BGR else 0)
     cv2.rectangle(image, (x, y), (x + w, y + h), colour, thickness)
     caption = f"#{track.track_id}" + (f" {text}" if text else "")
     label(image, caption, (x, y), colour)

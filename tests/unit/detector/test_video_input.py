@@ -29,23 +29,14 @@ T0_MS = 1_700_000_000_000
 runner = CliRunner()
 
 
-@pytest.fixture
-def scene_file(tmp_path: Path) -> Path:
-    path = tmp_path / "scene.yaml"
-    path.write_text(json.dumps(scene().model_dump(mode="json")))
-    return path
-
-
 def replay(
     tmp_path: Path, video: Path, scene_path: Path, *extra: str
 ) -> tuple[int, str, list[dict[str, Any]], list[dict[str, Any]]]:
     """Exit code, output, events and trace lines of a replay starting at T0_MS."""
     events, trace = tmp_path / "events.jsonl", tmp_path / "trace.jsonl"
-    result = runner.invoke(
-        app,
-        ["replay", str(video), "--scene", str(scene_path), "--events", str(events)]
-        + ["--trace", str(trace), "--start-ts-ms", str(T0_MS), *extra],
-    )
+    args = ["replay", str(video), "--scene", str(scene_path), "--events", str(events)]
+    args += ["--trace", str(trace), "--start-ts-ms", str(T0_MS), *extra]
+    result = runner.invoke(app, args)
 
     def lines(path: Path) -> list[dict[str, Any]]:
         text = path.read_text() if path.exists() else ""
@@ -202,11 +193,12 @@ def test_scene_drawn_at_another_resolution_of_the_same_shape_fits(
 def test_find_truncation(tmp_path: Path, suffix: str) -> None:
     whole = tmp_path / f"whole{suffix}"
     if suffix == ".avi":
-        write_mjpg(whole)
+        write_mjpg(whole, count=20)
     else:
         # faststart: the index first, as cameras that stream MP4 write it, so that the cut
         # file still opens.
-        write_h264(whole, *(["-movflags", "+faststart"] if suffix != ".mkv" else []))
+        faststart = ["-movflags", "+faststart"] if suffix != ".mkv" else []
+        write_h264(whole, *faststart, count=20)
     assert find_truncation(whole) is None
     cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(whole.read_bytes())

@@ -6,6 +6,7 @@ MP4, MOV and MKV, variable frame rates, and edit lists.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,18 +22,22 @@ FRAMES = 120
 CROSSING_FRAME = 56
 
 
-def runner_images(count: int = FRAMES) -> Iterator[np.ndarray]:
-    """A car that runs the red at frame 56 of a 12 s clip at 10 fps."""
+@functools.cache
+def _runner_clip() -> tuple[np.ndarray, ...]:
     car = Vehicle(path=straight(start_xy=(300, 370), velocity_xy=(0, -8), first=30))
     light = cycle(red=(40, 200))
-    for index in range(count):
-        yield render(index, [car], light)
+    return tuple(render(index, [car], light) for index in range(FRAMES))
 
 
-def write_mjpg(path: Path, *, corrupt_frames: tuple[int, ...] = ()) -> Path:
+def runner_images(count: int = FRAMES) -> Iterator[np.ndarray]:
+    """A car that runs the red at frame 56 of a 12 s clip at 10 fps (rendered once)."""
+    yield from _runner_clip()[:count]
+
+
+def write_mjpg(path: Path, *, corrupt_frames: tuple[int, ...] = (), count: int = FRAMES) -> Path:
     """The runner clip as MJPG AVI; the JPEG headers of ``corrupt_frames`` are wiped."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
-    for image in runner_images():
+    for image in runner_images(count):
         writer.write(image)
     writer.release()
     if corrupt_frames:
@@ -58,10 +63,10 @@ def ffmpeg(*args: str, images: Iterator[np.ndarray] | None = None) -> None:
     subprocess.run([*command, *args], input=stdin, check=True)
 
 
-def write_h264(path: Path, *extra: str) -> Path:
+def write_h264(path: Path, *extra: str, count: int = FRAMES) -> Path:
     """The runner clip as H.264 in the container that ``path``'s suffix names."""
-    ffmpeg(*extra, "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", str(path),
-           images=runner_images())  # fmt: skip
+    ffmpeg(*extra, "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+           "-g", "25", str(path), images=runner_images(count))  # fmt: skip
     return path
 
 
