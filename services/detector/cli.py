@@ -24,7 +24,7 @@ from services.detector.annotate import AnnotatedVideoWriter, AnnotateError
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
-from services.detector.recorder import EvidenceRecorder
+from services.detector.recorder import EvidenceRecorder, RecorderSettings
 from services.detector.replay import replay
 from services.detector.sources import (
     KafkaFrameSource,
@@ -97,6 +97,7 @@ def replay_command(
             "frames are timed by the video's own timestamps."
         ),
     ] = None,
+    clip_s: Annotated[float, _CLIP_OPTION] = 0.0,
 ) -> None:
     """Run the detectors over VIDEO as fast as possible; write one event per line."""
     scene = _load_scene(scene_path)
@@ -136,7 +137,7 @@ def replay_command(
             scene=scene,
             sinks=sinks,
             evidence=EvidenceWriter(snapshots) if snapshots else None,
-            recorder=EvidenceRecorder(snapshots) if snapshots else None,
+            recorder=_recorder(snapshots, clip_s=clip_s) if snapshots else None,
             frame_sinks=frame_sinks,
             on_item=lambda: progress.advance(task),
         )
@@ -156,6 +157,19 @@ def replay_command(
         out.print(f"trace: {stats.frames_read} lines -> {trace_path}", markup=False)
     if annotated is not None:
         out.print(f"annotated: {annotated.frames_written} frames -> {annotate_path}", markup=False)
+
+
+_CLIP_OPTION = typer.Option(
+    "--evidence-clip-s",
+    min=0.0,
+    max=30.0,
+    help="With the evidence: also an MJPG clip of this many seconds either side of each "
+    "violation, named in the event's evidence_clip (0: none).",
+)
+
+
+def _recorder(root: Path, *, clip_s: float) -> EvidenceRecorder:
+    return EvidenceRecorder(root, settings=RecorderSettings(clip_s=clip_s))
 
 
 def _check_fit(scene: SceneConfig, scene_path: Path, source: VideoFileSource) -> None:
@@ -213,6 +227,7 @@ def detect_command(
     group_id: Annotated[str, typer.Option(help="Consumer group on the frames topic.")] = (
         "citybrain-detector"
     ),
+    clip_s: Annotated[float, _CLIP_OPTION] = 0.0,
 ) -> None:
     """Detect violations in one or more camera feeds and publish them on the bus."""
     cv2.setNumThreads(1)
@@ -250,7 +265,7 @@ def detect_command(
         sinks=[bus_sink(bus)],
         metrics=DetectorMetrics.create(registry),
         evidence=EvidenceWriter(snapshots),
-        recorder=EvidenceRecorder(snapshots),
+        recorder=_recorder(snapshots, clip_s=clip_s),
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -25,6 +25,7 @@ import numpy as np
 from services.common.config.scene import SceneConfig
 from services.common.events import ViolationEvent, ViolationType
 from services.common.frames import Frame
+from services.detector.decode import decode_bgr
 from services.detector.evidence import evidence_path
 from services.detector.geometry import point_in_polygon
 from services.detector.panels import Panel, compose_panels
@@ -32,6 +33,8 @@ from services.detector.result import FrameResult
 
 PANELS_FIELD = "evidence_panels"
 PANELS_SUFFIX = "-panels.jpg"
+CLIP_FIELD = "evidence_clip"
+CLIP_SUFFIX = "-clip.avi"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,14 @@ class RecorderSettings:
     recent_frames: int = 8
     max_zone_tracks: int = 64
     jpeg_quality: int = 90
+    # A clip of this many seconds either side of each violation (0: none). Decoded feeds then
+    # keep every frame of the ring, JPEG-encoded, which costs an encode per frame.
+    clip_s: float = 0.0
+
+    @property
+    def history_s(self) -> float:
+        # A clip starts clip_s before the violation, which is raised up to a second later.
+        return max(self.ring_s, self.clip_s + 1.0) if self.clip_s else self.ring_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +78,20 @@ class _RedLightJob:
 
 
 @dataclass
+class _ClipJob:
+    event: ViolationEvent
+    fps: float
+    end_ts_ms: int
+    frames: list[Frame]
+
+
+@dataclass
 class _Camera:
     history: deque[_Kept] = field(default_factory=deque)
     recent: deque[_Kept] = field(default_factory=deque)
     zone_entries: dict[int, _Kept] = field(default_factory=dict)
     jobs: list[_RedLightJob] = field(default_factory=list)
+    clips: list[_ClipJob] = field(default_factory=list)
 
 
 class EvidenceRecorder:
@@ -82,6 +102,7 @@ class EvidenceRecorder:
         self._settings = settings or RecorderSettings()
         self._cameras: dict[str, _Camera] = {}
         self.sheets_written = 0
+        self.clips_written = 0
 
     def observe(self, scene: SceneConfig, frame: Frame, result: FrameResult) -> FrameResult:
         """Remember ``frame``; returns ``result`` with each event naming its sheet."""
@@ -94,17 +115,23 @@ class EvidenceRecorder:
         self._remember(camera, kept)
         self._note_zone_entries(scene, camera, kept)
         self._advance_jobs(scene, camera, kept)
+        self._advance_clips(camera)
         if not result.events:
             return result
         events = tuple(self._start(scene, camera, kept, event) for event in result.events)
+        if settings.clip_s:
+            events = tuple(self._start_clip(scene, camera, event) for event in events)
         return dataclasses.replace(result, events=events)
 
     def close(self) -> None:
-        """Write every sheet still waiting for its last panel, with what there is."""
+        """Write every sheet and clip still waiting for frames, with what there is."""
         for camera in self._cameras.values():
             for job in camera.jobs:
                 self._finish(job)
             camera.jobs.clear()
+            for clip in camera.clips:
+                self._write_clip(clip)
+            camera.clips.clear()
 
     def held_frames(self) -> int:
         """Frames held across all cameras (for measuring the ring's cost)."""
@@ -129,9 +156,13 @@ class EvidenceRecorder:
         history = camera.history
         if kept.frame.jpeg is not None:
             history.append(kept)
-        elif not history or kept.result.ts_ms - history[-1].result.ts_ms >= settings.sample_ms:
+        elif (
+            settings.clip_s
+            or not history
+            or kept.result.ts_ms - history[-1].result.ts_ms >= settings.sample_ms
+        ):
             history.append(self._compact(kept))
-        horizon = kept.result.ts_ms - round(settings.ring_s * 1000)
+        horizon = kept.result.ts_ms - round(settings.history_s * 1000)
         while history and history[0].result.ts_ms < horizon:
             history.popleft()
 
@@ -227,6 +258,56 @@ class EvidenceRecorder:
                 Panel("3 past the line", after.frame, after.result),
             ],
         )
+
+    def _start_clip(
+        self, scene: SceneConfig, camera: _Camera, event: ViolationEvent
+    ) -> ViolationEvent:
+        clip_ms = round(self._settings.clip_s * 1000)
+        camera.clips.append(
+            _ClipJob(
+                event=event,
+                fps=scene.fps,
+                end_ts_ms=event.ts_ms + clip_ms,
+                frames=[k.frame for k in camera.history if k.result.ts_ms >= event.ts_ms - clip_ms],
+            )
+        )
+        return event.model_copy(
+            update={CLIP_FIELD: str(evidence_path(self._root, event, CLIP_SUFFIX))}
+        )
+
+    def _advance_clips(self, camera: _Camera) -> None:
+        """Adds the newest frame (as the ring holds it) to each clip; writes finished ones."""
+        if not camera.clips or not camera.history:
+            return
+        newest = camera.history[-1]
+        still: list[_ClipJob] = []
+        for clip in camera.clips:
+            if newest.result.ts_ms > clip.end_ts_ms:
+                self._write_clip(clip)
+                continue
+            if not clip.frames or clip.frames[-1].index < newest.frame.index:
+                clip.frames.append(newest.frame)
+            still.append(clip)
+        camera.clips = still
+
+    def _write_clip(self, clip: _ClipJob) -> None:
+        """The clip as MJPG AVI, frames as captured (nothing drawn on evidence footage)."""
+        if not clip.frames:
+            return
+        images = [decode_bgr(frame) for frame in clip.frames]
+        height, width = images[0].shape[:2]
+        path = evidence_path(self._root, clip.event, CLIP_SUFFIX)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = cv2.VideoWriter(
+            str(path), cv2.VideoWriter.fourcc(*"MJPG"), clip.fps, (width, height)
+        )
+        try:
+            for image in images:
+                if image.shape[:2] == (height, width):
+                    writer.write(image)
+        finally:
+            writer.release()
+        self.clips_written += 1
 
     def _write(self, scene: SceneConfig, event: ViolationEvent, panels: list[Panel]) -> None:
         sheet = compose_panels(scene=scene, event=event, panels=panels)

@@ -13,7 +13,12 @@ from services.common.frames import BGRImage, Frame
 from services.detector import recorder as recorder_module
 from services.detector.panels import Panel
 from services.detector.pipeline import DetectorPipeline
-from services.detector.recorder import PANELS_FIELD, EvidenceRecorder, RecorderSettings
+from services.detector.recorder import (
+    CLIP_FIELD,
+    PANELS_FIELD,
+    EvidenceRecorder,
+    RecorderSettings,
+)
 from services.detector.signal import LightState
 from tests.unit.detector.synth import FPS, Vehicle, cycle, frames, scene, straight
 
@@ -138,3 +143,22 @@ def test_the_ring_of_a_decoded_feed_is_bounded_and_compressed(tmp_path: Path) ->
     assert recorder.held_frames() <= 2000 // 200 + 1 + 4
     raw_frame_bytes = 640 * 360 * 3
     assert recorder.held_bytes() < (4 + 3) * raw_frame_bytes, "history is held as JPEG"
+
+
+@pytest.mark.parametrize("jpeg", [True, False])
+def test_clip_covers_two_seconds_either_side_of_the_violation(tmp_path: Path, jpeg: bool) -> None:
+    source = list(frames(110, [runner_car()], cycle(red=(40, 200)), jpeg=jpeg))
+    events, recorder = record(tmp_path, source, settings=RecorderSettings(clip_s=2.0))
+    [event] = events
+    path = Path(event.model_dump()[CLIP_FIELD])
+    assert path.is_file() and recorder.clips_written == 1
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (
+        640,
+        360,
+    )
+    # Every frame from 2 s before to 2 s after, at 10 fps.
+    assert count == 2 * 2 * round(FPS) + 1
