@@ -7,9 +7,12 @@ The "past the line" panel lies in the future when the event is raised, so the ev
 its sheet (``evidence_panels``) at once, and the sheet is written as soon as that frame
 arrives (about ``follow_s`` later), when the vehicle is lost, or when the feed ends.
 
-Memory is bounded per camera: ``ring_s`` of frames, thinned for decoded (BGR) feeds to one
-JPEG-encoded frame every ``sample_ms`` (a raw 1080p frame is 6 MB), and one frame per track
-standing in a no-parking zone (where the stay began).
+Memory is bounded per camera: ``ring_s`` of frames, and one JPEG frame per track in a
+no-parking zone (where its stay began). JPEG feeds (simulator, Kafka, MJPG files) are held
+as the bytes they arrived in, at no CPU cost. Decoded (BGR) feeds, from H.264 files, are
+thinned to one frame every ``sample_ms`` and held raw: encoding them would cost about half
+the detector's own time per frame at 1080p (``bench/evidence.py``), and a 1080p ring is then
+about 100 MB. Only a clip (``clip_s``) makes the recorder encode every decoded frame.
 """
 
 from __future__ import annotations
@@ -41,13 +44,14 @@ CLIP_SUFFIX = "-clip.avi"
 class RecorderSettings:
     """How much history each camera keeps, and where the panels are taken from it."""
 
-    ring_s: float = 3.0
+    # The "before" panel is lead_s before the crossing, which is judged a few frames late.
+    ring_s: float = 2.5
     lead_s: float = 1.0
     follow_s: float = 1.0
-    # Decoded feeds keep one frame per this many ms (5 a second, as enforcement cameras take).
-    sample_ms: int = 200
-    # The newest frames, kept whole whatever the feed: the crossing is judged a few frames late.
-    recent_frames: int = 8
+    # Decoded feeds keep one frame per this many ms (4 a second, as enforcement cameras take).
+    sample_ms: int = 250
+    # The newest frames, kept whatever the feed: the crossing is judged a few frames late.
+    recent_frames: int = 6
     max_zone_tracks: int = 64
     jpeg_quality: int = 90
     # A clip of this many seconds either side of each violation (0: none). Decoded feeds then
@@ -156,18 +160,16 @@ class EvidenceRecorder:
         history = camera.history
         if kept.frame.jpeg is not None:
             history.append(kept)
-        elif (
-            settings.clip_s
-            or not history
-            or kept.result.ts_ms - history[-1].result.ts_ms >= settings.sample_ms
-        ):
+        elif settings.clip_s:
             history.append(self._compact(kept))
+        elif not history or kept.result.ts_ms - history[-1].result.ts_ms >= settings.sample_ms:
+            history.append(kept)
         horizon = kept.result.ts_ms - round(settings.history_s * 1000)
         while history and history[0].result.ts_ms < horizon:
             history.popleft()
 
     def _compact(self, kept: _Kept) -> _Kept:
-        """The frame as JPEG bytes, for holding longer than a few frames."""
+        """The frame as JPEG bytes, for holding it long (a zone entry) or for a clip."""
         if kept.frame.jpeg is not None or kept.frame.bgr is None:
             return kept
         ok, data = cv2.imencode(
