@@ -49,21 +49,27 @@ class Annotator:
         """A copy of ``image`` with what the detector saw in ``result`` drawn on it."""
         canvas = image.copy()
         scale = scene_scale(self._scene, canvas.shape[1])
+        present = {track.track_id for track in result.tracks}
+        self._offenders = {k: v for k, v in self._offenders.items() if k in present}
         for event in result.events:
             self._offenders[event.track_id] = _RULE_LABEL[event.type]
-        draw_geometry(canvas, self._scene, scale, signal=result.signal)
-        for track in result.tracks:
-            offence = self._offenders.get(track.track_id)
-            colour = VIOLATION_BGR if offence else track_colour(track)
-            draw_track(canvas, track, scale, colour=colour, text=offence)
+        has_signal = self._scene.traffic_light is not None
+        signal = result.signal if has_signal else None
+        draw_geometry(canvas, self._scene, scale, signal=signal)
+        held = f"signal {result.signal.value}  " if has_signal else ""
         lines = [
             clock_text(result.ts_ms),
-            f"frame {result.frame}  signal {result.signal.value}  tracks {len(result.tracks)}",
+            f"frame {result.frame}  {held}tracks {len(result.tracks)}",
         ]
         if result.dropped is not None:
             lines.append(f"DROPPED ({result.dropped}): previous image shown")
         lines.extend(f"VIOLATION {e.type.value} #{e.track_id}" for e in result.events)
-        stamp(canvas, lines, signal=result.signal)
+        stamp(canvas, lines, signal=signal)
+        # Tracks last, so that no banner hides a box's id.
+        for track in result.tracks:
+            offence = self._offenders.get(track.track_id)
+            colour = VIOLATION_BGR if offence else track_colour(track)
+            draw_track(canvas, track, scale, colour=colour, text=offence)
         return canvas
 
 
