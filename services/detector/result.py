@@ -8,6 +8,7 @@ from typing import Any
 
 from services.common.events import ViolationEvent
 from services.common.frames import Frame
+from services.detector.geometry import PointXY, box_centre
 from services.detector.signal import LightState
 
 
@@ -22,9 +23,8 @@ class SeenTrack:
     established: bool
 
     @property
-    def centre_xy(self) -> tuple[float, float]:
-        x, y, w, h = self.bbox_xywh
-        return (x + w / 2, y + h / 2)
+    def centre_xy(self) -> PointXY:
+        return box_centre(self.bbox_xywh)
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,8 +99,7 @@ class SceneConfig(_Strict):
         # 1%: a 1920x1080 scene on a 1920x1088 stream (coded height) still fits.
         if abs(scene_w * height - scene_h * width) > 0.01 * scene_w * height:
             return (
-                f"resolution_wh: {scene_w}x{scene_h} is not the shape of the "
-                f"{width}x{height} video"
+                f"resolution_wh: {scene_w}x{scene_h} is not the shape of the {width}x{height} video"
             )
         return None
 
