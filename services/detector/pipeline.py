@@ -31,6 +31,7 @@ from services.detector.decode import (
 )
 from services.detector.evidence import EvidenceSink
 from services.detector.geometry import BoxXYWH, Scale, pixel_box
+from services.detector.result import FrameResult, SeenTrack
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
     LightState,
@@ -175,6 +176,10 @@ class DetectorPipeline:
     def process(self, frame: Frame) -> list[ViolationEvent]:
         """Run every stage on ``frame``; raises ``CorruptFrameError`` for an unusable frame
         (the pipeline's state is then unchanged, so the caller may skip it and go on)."""
+        return list(self.process_frame(frame).events)
+
+    def process_frame(self, frame: Frame) -> FrameResult:
+        """:meth:`process`, returning what the detector saw as well as the events."""
         with self._observer.stage("decode"):
             decoder = self._feed.decoder if self._feed else self._decoder_for(frame)
             # A colour picture too when the camera has a signal to read.
@@ -211,7 +216,48 @@ class DetectorPipeline:
 
         with self._observer.stage("rules"):
             hits = self._apply_rules(geometry, tracks, frame)
-        return [self._event(hit, geometry.scale) for hit in hits]
+        return self._result(
+            index=frame.index,
+            ts_ms=frame.ts_ms,
+            tracks=tracks,
+            events=tuple(self._event(hit, geometry.scale) for hit in hits),
+        )
+
+    def held(self, *, index: int, ts_ms: int, dropped: str) -> FrameResult:
+        """The state the detector holds at a frame it could not use (for a trace)."""
+        return self._result(index=index, ts_ms=ts_ms, tracks=self.tracks, dropped=dropped)
+
+    def _result(
+        self,
+        *,
+        index: int,
+        ts_ms: int,
+        tracks: list[TrackView],
+        events: tuple[ViolationEvent, ...] = (),
+        dropped: str | None = None,
+    ) -> FrameResult:
+        scale = self._feed.geometry.scale if self._feed else None
+        seen = (
+            tuple(
+                SeenTrack(
+                    track_id=t.track_id,
+                    bbox_xywh=scale.box_to_scene(t.box_xywh),
+                    stationary=t.stationary,
+                    established=t.established,
+                )
+                for t in tracks
+            )
+            if scale is not None
+            else ()
+        )
+        return FrameResult(
+            frame=index,
+            ts_ms=ts_ms,
+            signal=self._signal.state,
+            tracks=seen,
+            events=events,
+            dropped=dropped,
+        )
 
     def _decoder_for(self, frame: Frame) -> WorkingDecoder:
         source_wh = source_size(frame)
