@@ -30,7 +30,7 @@ from services.common.config.catalogue import load_catalogue, scene_path
 from services.common.config.loader import load_model
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, Frame
-from simulators.config import CameraTraffic, load_simulator_config
+from simulators.config import CameraTraffic, SignalTiming, load_simulator_config
 from simulators.jpeg import BackgroundJpegEncoder
 from simulators.layout import NATIVE_WH, Layout, build_layout
 from simulators.render import HEAVY_JPEG_QUALITY, STATIC_VARIANTS, VARIANTS, Renderer
@@ -102,13 +102,16 @@ def simulate_camera(
     start_ts_ms: int = DEFAULT_START_TS_MS,
     faults: bool = False,
     fault_rate: float = DEFAULT_FAULT_RATE,
+    signal_offset_s: float | None = None,
     catalogue_path: Path | str | None = None,
     simulator_config_path: Path | str | None = None,
 ) -> SimulatedCamera:
     """Simulate ``seconds`` of a catalogued camera; the same arguments give the same frames.
 
     The seed picks the traffic; ``variant`` (one of ``VARIANTS``) only changes the look, so
-    the truth is the same in every variant of one seed and resolution.
+    the truth is the same in every variant of one seed and resolution. ``signal_offset_s``
+    replaces the configured phase shift of the signal cycle, so that a clip can start at
+    any point of it (mid-red, mid-green).
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
@@ -117,10 +120,17 @@ def simulate_camera(
     setup = load_camera_setup(
         camera_id, catalogue_path=catalogue_path, simulator_config_path=simulator_config_path
     )
+    traffic = setup.traffic
+    if signal_offset_s is not None:
+        # Validated like the config key, so a bad offset names the same bounds.
+        signal = SignalTiming.model_validate(
+            {**traffic.signal.model_dump(), "offset_s": signal_offset_s}
+        )
+        traffic = traffic.model_copy(update={"signal": signal})
     fps = setup.scene.fps
     trajectory = simulate_traffic(
         setup.layout,
-        setup.traffic,
+        traffic,
         fps=fps,
         n_frames=max(round(seconds * fps), 1),
         seed_key=f"{camera_id}:{seed}",

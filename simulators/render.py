@@ -18,11 +18,25 @@ import cv2
 import numpy as np
 
 from services.common.arrays import BGRImage
-from services.common.config.scene import SceneConfig
+from services.common.config.scene import LampLayout, SceneConfig
 from simulators.layout import NATIVE_WH, IntersectionLayout, Layout, StreetLayout
 from simulators.traffic import Phase, Placed, VehicleKind
 
-VARIANTS = ("day", "dusk", "night", "rain", "drift", "shake", "jpeg")
+VARIANTS = (
+    "day",
+    "dusk",
+    "night",
+    "rain",
+    "drift",
+    "shake",
+    "jpeg",
+    "led",
+    "led_horizontal",
+    "exposure",
+)
+# Real junctions often have small LED heads whose lit lamp blooms over its neighbours; these
+# variants draw one (vertical or horizontal) and hand the detector a roi that fits it tightly.
+LED_VARIANTS = frozenset({"led", "led_horizontal"})
 # The quality the ``jpeg`` variant encodes at: blocky enough to hurt a naive detector.
 HEAVY_JPEG_QUALITY = 10
 
@@ -38,6 +52,9 @@ _LIGHT: dict[str, tuple[float, float, float]] = {
     "drift": (1.0, 1.0, 1.0),
     "shake": (1.0, 1.0, 1.0),
     "jpeg": (1.0, 1.0, 1.0),
+    "led": (1.0, 1.0, 1.0),
+    "led_horizontal": (1.0, 1.0, 1.0),
+    "exposure": (1.0, 1.0, 1.0),
 }
 _HEADLIGHTS_ON = frozenset({"dusk", "night", "rain"})
 _ASPHALT: Colour = (84, 86, 88)
@@ -52,6 +69,15 @@ _LAMP_LIT: dict[Phase, Colour] = {
     Phase.GREEN: (90, 255, 60),
 }
 _LAMP_UNLIT: Colour = (34, 34, 40)
+# A 9x23 px head at 1920x1080 (the smallest seen on real footage), in native pixels.
+_LED_HEAD_WH = (6, 15)
+# An unlit LED lamp still shows a dull tint of its own colour (the lens, a little sunlight).
+_LED_PHANTOM = 0.25
+# Auto-exposure: the whole picture steps through these gains, holding each for
+# _EXPOSURE_HOLD_S and moving to the next over _EXPOSURE_RAMP_FRAMES frames.
+_EXPOSURE_GAINS = (1.0, 0.62, 1.0, 1.4)
+_EXPOSURE_HOLD_S = 6.0
+_EXPOSURE_RAMP_FRAMES = 3
 _LAMP_ORDER = (Phase.RED, Phase.AMBER, Phase.GREEN)
 _RAIN_TILES = 6
 # Looks whose frames equal the background wherever no vehicle or lamp is drawn; the others
@@ -114,7 +140,7 @@ class Renderer:
     ) -> None:
         if variant not in VARIANTS:
             raise ValueError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
-        self.scene = scene
+        self.scene = _led_scene(scene, variant) if variant in LED_VARIANTS else scene
         self.layout = layout
         self.resolution_wh = resolution_wh
         self.variant = variant
@@ -123,6 +149,10 @@ class Renderer:
         self.light = _LIGHT[variant]
         # What the last render_reused() drew over the background in its scratch image.
         self._scratch_damage: list[tuple[int, int, int, int]] = []
+        self._horizontal = (
+            self.scene.traffic_light is not None
+            and self.scene.traffic_light.layout is LampLayout.HORIZONTAL
+        )
 
     # -- precomputed once per renderer ---------------------------------------------------------
 
@@ -185,8 +215,7 @@ class Renderer:
             img = _u8(cv2.LUT(self.background, lut))
         else:
             img = self.background.copy()
-        self._draw(img, frame_index, placed, phase, offset=offset, gain=gain)
-        return img
+        return self._draw(img, frame_index, placed, phase, offset=offset, gain=gain)
 
     def render_reused(
         self, frame_index: int, placed: Sequence[Placed], phase: Phase | None
@@ -222,8 +251,9 @@ class Renderer:
         *,
         offset: tuple[int, int],
         gain: float,
-    ) -> None:
-        """Vehicles, lamps and rain on ``img``, a (shaken or dimmed) background."""
+    ) -> BGRImage:
+        """Vehicles and lamps on ``img``, a (shaken or dimmed) background, then what the lens
+        adds: ``img`` itself for a static variant, else possibly a new image."""
         light = tuple(channel * gain for channel in self.light)
         painter = _VehiclePainter(img, self.canvas, light, offset, self.variant in _HEADLIGHTS_ON)
         if self.variant == "night":
@@ -233,11 +263,23 @@ class Renderer:
             painter.shadow(vehicle)
         for vehicle in placed:
             painter.body(vehicle)
-        if phase is not None:
+        if phase is not None and self.variant in LED_VARIANTS:
+            self._draw_led(img, phase)
+        elif phase is not None:
             self._draw_lamps(img, phase, offset, gain)
+        return self._through_the_lens(img, frame_index)
+
+    def _through_the_lens(self, img: BGRImage, frame_index: int) -> BGRImage:
+        """What happens between the scene and the picture: rain on the lens, auto-exposure."""
         if self.variant == "rain":
             tile = self._rain_tiles[(frame_index * 7 + self.seed) % _RAIN_TILES]
             cv2.add(img, tile, dst=img)
+        if self.variant == "exposure":
+            exposure = exposure_gain(frame_index, fps=self.scene.fps)
+            if exposure != 1.0:
+                lut = np.clip(np.arange(256) * exposure, 0, 255).astype(np.uint8)
+                img = _u8(cv2.LUT(img, lut))
+        return img
 
     def damage_xyxy(
         self, placed: Sequence[Placed], phase: Phase | None
@@ -268,9 +310,14 @@ class Renderer:
         return rects
 
     def _lamp_geometry(self) -> list[tuple[tuple[int, int], int]]:
+        """Each lamp's centre and radius in output pixels, red first."""
         assert self.scene.traffic_light is not None
         x, y, w, h = self.scene.traffic_light.roi
-        radius = max(round(min(w, h / 3) * 0.36 * min(self.canvas.sx, self.canvas.sy)), 2)
+        across, along = (h, w) if self._horizontal else (w, h)
+        fill = 0.42 if self.variant in LED_VARIANTS else 0.36
+        radius = max(round(min(across, along / 3) * fill * min(self.canvas.sx, self.canvas.sy)), 2)
+        if self._horizontal:
+            return [(self.canvas.pt(x + w * (2 * i + 1) / 6, y + h / 2), radius) for i in range(3)]
         return [(self.canvas.pt(x + w / 2, y + h * (2 * i + 1) / 6), radius) for i in range(3)]
 
     def _draw_signal_housing(self, img: BGRImage) -> None:
@@ -280,9 +327,45 @@ class Renderer:
         c.rect(
             img, (x + w / 2 - 3, y + h, x + w / 2 + 3, min(y + h + 120, NATIVE_WH[1])), (60, 60, 60)
         )
+        if self.variant in LED_VARIANTS:
+            c.rect(img, (x, y, x + w, y + h), (14, 14, 14))
+            for (centre, radius), phase in zip(self._lamp_geometry(), _LAMP_ORDER, strict=True):
+                phantom = _shade(_LAMP_LIT[phase], _LED_PHANTOM, 18)
+                cv2.circle(img, centre, radius, phantom, -1, cv2.LINE_AA)
+            return
         c.rect(img, (x + 2, y + 2, x + w - 2, y + h - 2), (22, 22, 22))
         for centre, radius in self._lamp_geometry():
             cv2.circle(img, centre, radius, _LAMP_UNLIT, -1, cv2.LINE_AA)
+
+    @cached_property
+    def _led_blooms(self) -> dict[Phase, tuple[int, int, BGRImage]]:
+        """Per phase, the lit lamp's bloom as a patch to add at (x, y) of the frame."""
+        blooms = {}
+        for ((cx, cy), radius), phase in zip(self._lamp_geometry(), _LAMP_ORDER, strict=True):
+            reach = radius * 4
+            size = 2 * reach + 1
+            glow = np.zeros((size, size), np.float32)
+            cv2.circle(glow, (reach, reach), radius, 1.0, -1, cv2.LINE_AA)
+            glow = np.asarray(cv2.GaussianBlur(glow, (0, 0), sigmaX=radius * 1.1), np.float32)
+            glow *= 1.0 / max(float(glow.max()), 1e-6)
+            colour = np.array(_LAMP_LIT[phase], np.float32)
+            patch = np.clip(glow[:, :, None] * colour * 1.3, 0, 255).astype(np.uint8)
+            blooms[phase] = (cx - reach, cy - reach, patch)
+        return blooms
+
+    def _draw_led(self, img: BGRImage, phase: Phase) -> None:
+        """The lit lamp: a halo over the head and a core washed out towards white."""
+        x0, y0, patch = self._led_blooms[phase]
+        height, width = img.shape[:2]
+        px0, py0 = max(-x0, 0), max(-y0, 0)
+        px1 = min(patch.shape[1], width - x0)
+        py1 = min(patch.shape[0], height - y0)
+        if px1 > px0 and py1 > py0:
+            region = img[y0 + py0 : y0 + py1, x0 + px0 : x0 + px1]
+            cv2.add(region, patch[py0:py1, px0:px1], dst=region)
+        (cx, cy), radius = self._lamp_geometry()[_LAMP_ORDER.index(phase)]
+        core = _shade(_LAMP_LIT[phase], 0.55, 110)
+        cv2.circle(img, (cx, cy), max(radius - 1, 1), core, -1, cv2.LINE_AA)
 
     def _draw_lamps(
         self, img: BGRImage, phase: Phase, offset: tuple[int, int], gain: float
@@ -307,6 +390,39 @@ def _beam_bounds(vehicle: Placed, rect: RectXYXY) -> RectXYXY:
         y0, y1 = y0 - 10, y1 + 10
         x0, x1 = (x0 - reach, x1) if dx < 0 else (x0, x1 + reach)
     return (x0, y0, x1, y1)
+
+
+def exposure_gain(frame_index: int, *, fps: float) -> float:
+    """The ``exposure`` variant's picture gain at a frame: steps that land within a few frames.
+
+    >>> [round(exposure_gain(i, fps=10), 2) for i in (0, 59, 60, 61, 62, 63)]
+    [1.0, 1.0, 0.87, 0.75, 0.62, 0.62]
+    """
+    hold = max(round(_EXPOSURE_HOLD_S * fps), _EXPOSURE_RAMP_FRAMES + 1)
+    step, into = divmod(frame_index, hold)
+    target = _EXPOSURE_GAINS[step % len(_EXPOSURE_GAINS)]
+    if step == 0 or into >= _EXPOSURE_RAMP_FRAMES:
+        return target
+    before = _EXPOSURE_GAINS[(step - 1) % len(_EXPOSURE_GAINS)]
+    return before + (target - before) * (into + 1) / _EXPOSURE_RAMP_FRAMES
+
+
+def _led_scene(scene: SceneConfig, variant: str) -> SceneConfig:
+    """The scene with its roi shrunk to a small LED head at the top of the old one."""
+    if scene.traffic_light is None:
+        return scene
+    x, y, w, _ = scene.traffic_light.roi
+    head_w, head_h = _LED_HEAD_WH
+    horizontal = variant == "led_horizontal"
+    if horizontal:
+        head_w, head_h = head_h, head_w
+    light = scene.traffic_light.model_copy(
+        update={
+            "roi": (x + (w - head_w) // 2, y + 10, head_w, head_h),
+            "layout": LampLayout.HORIZONTAL if horizontal else LampLayout.VERTICAL,
+        }
+    )
+    return scene.model_copy(update={"traffic_light": light})
 
 
 def _u8(img: object) -> BGRImage:

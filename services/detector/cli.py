@@ -6,8 +6,9 @@ import json
 import signal
 import threading
 from collections.abc import Iterable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import cv2
 import typer
@@ -19,9 +20,11 @@ from services.common.config.loader import ConfigError, load_model
 from services.common.config.paths import SCENES_DIR, config_path
 from services.common.config.scene import SceneConfig
 from services.common.console import fail, frame_progress, out
+from services.detector.annotate import AnnotatedVideoWriter, AnnotateError
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
+from services.detector.recorder import EvidenceRecorder, RecorderSettings
 from services.detector.replay import replay
 from services.detector.sources import (
     KafkaFrameSource,
@@ -34,10 +37,12 @@ from services.detector.sources import (
 from services.detector.worker import (
     DetectorWorker,
     EventSink,
+    FrameSink,
     SceneDirectory,
     bus_sink,
     interleave,
     jsonl_sink,
+    trace_sink,
 )
 
 
@@ -49,23 +54,51 @@ def _load_scene(path: Path) -> SceneConfig:
 
 
 def replay_command(
-    video: Annotated[Path, typer.Argument(help="Recorded video file (MJPG AVI is fastest).")],
+    video: Annotated[
+        Path, typer.Argument(help="Recorded video file: MP4, MOV, MKV or AVI (MJPG is fastest).")
+    ],
     *,
     scene_path: Annotated[Path, typer.Option("--scene", help="The camera's scene YAML.")],
     events_path: Annotated[Path, typer.Option("--events", help="Write events here (JSONL).")],
     snapshots: Annotated[
-        Path | None, typer.Option("--snapshots", help="Write evidence JPEGs under this dir.")
+        Path | None,
+        typer.Option(
+            "--snapshots",
+            help="Write evidence under this dir: the vehicle crop and the full frame, and a "
+            "panel sheet per violation (red light: before, at and past the line; parking: "
+            "first seen in the zone and at the violation), named in the event's "
+            "evidence_panels.",
+        ),
     ] = None,
     bus_url: Annotated[
         str | None, typer.Option("--bus", help="Also publish events: kafka://HOST:PORT.")
+    ] = None,
+    trace_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--trace",
+            help="Write one JSON line per frame read: frame, ts_ms, the signal state the "
+            "detector holds, its tracks (id, bbox_xywh, stationary) and the ids of the "
+            "events raised at that frame.",
+        ),
+    ] = None,
+    annotate_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--annotate",
+            help="Write the video as the detector saw it (.avi: MJPG, .mp4: MPEG-4), one "
+            "frame per frame read: zones, stop line, signal, tracks with ids, violations.",
+        ),
     ] = None,
     start_ts_ms: Annotated[
         int | None,
         typer.Option(
             help="Capture time of frame 0 (Unix ms). Default: a fixed epoch plus a hash of "
-            "the file, so replaying a file always gives the same violation ids."
+            "the file, so replaying a file always gives the same violation ids. Later "
+            "frames are timed by the video's own timestamps."
         ),
     ] = None,
+    clip_s: Annotated[float, _CLIP_OPTION] = 0.0,
 ) -> None:
     """Run the detectors over VIDEO as fast as possible; write one event per line."""
     scene = _load_scene(scene_path)
@@ -79,30 +112,81 @@ def replay_command(
         )
     except VideoOpenError as exc:
         raise fail(str(exc)) from None
+    _check_fit(scene, scene_path, source)
     bus = open_bus(bus_url) if bus_url else None
-    events_path.parent.mkdir(parents=True, exist_ok=True)
-    with events_path.open("w", encoding="utf-8") as handle, frame_progress() as progress:
-        sinks: list[EventSink] = [jsonl_sink(handle)]
+    with ExitStack() as stack:
+        sinks: list[EventSink] = [jsonl_sink(_open_output(stack, events_path, "--events"))]
         if bus is not None:
             sinks.append(bus_sink(bus))
+        frame_sinks: list[FrameSink] = []
+        if trace_path is not None:
+            frame_sinks.append(trace_sink(_open_output(stack, trace_path, "--trace")))
+        annotated: AnnotatedVideoWriter | None = None
+        if annotate_path is not None:
+            try:
+                annotated = AnnotatedVideoWriter(
+                    annotate_path, scene=scene, fps=scene.fps, frame_wh=source.resolution_wh
+                )
+            except AnnotateError as exc:
+                raise fail(str(exc)) from None
+            stack.callback(annotated.close)
+            frame_sinks.append(annotated)
+        progress = stack.enter_context(frame_progress())
         task = progress.add_task(video.name, total=source.frame_count or None)
         summary = replay(
             source,
             scene=scene,
             sinks=sinks,
             evidence=EvidenceWriter(snapshots) if snapshots else None,
+            recorder=_recorder(snapshots, clip_s=clip_s) if snapshots else None,
+            frame_sinks=frame_sinks,
             on_item=lambda: progress.advance(task),
         )
     if bus is not None:
         bus.flush()
         bus.close()
     stats = summary.stats
+    for note in source.report.notes(video):
+        out.print(f"note: {note}", markup=False)
     out.print(
         f"frames read: {stats.frames_read}  processed: {stats.frames_processed}  "
         f"dropped: {stats.frames_dropped} {dict(stats.dropped) or ''}".rstrip()
     )
     out.print(f"fps: {summary.fps:.1f} ({summary.seconds:.2f} s)")
     out.print(f"events: {sum(stats.events.values())} {dict(stats.events)} -> {events_path}")
+    if trace_path is not None:
+        out.print(f"trace: {stats.frames_read} lines -> {trace_path}", markup=False)
+    if annotated is not None:
+        out.print(f"annotated: {annotated.frames_written} frames -> {annotate_path}", markup=False)
+
+
+_CLIP_OPTION = typer.Option(
+    "--evidence-clip-s",
+    min=0.0,
+    max=30.0,
+    help="With the evidence: also an MJPG clip of this many seconds either side of each "
+    "violation, named in the event's evidence_clip (0: none).",
+)
+
+
+def _recorder(root: Path, *, clip_s: float) -> EvidenceRecorder:
+    return EvidenceRecorder(root, settings=RecorderSettings(clip_s=clip_s))
+
+
+def _check_fit(scene: SceneConfig, scene_path: Path, source: VideoFileSource) -> None:
+    """Exit 2 when the scene's geometry cannot be the video's (a light or zone off-frame)."""
+    problem = scene.misfit(source.resolution_wh)
+    if problem is not None:
+        raise fail(f"{scene_path} does not fit the video: {problem}")
+
+
+def _open_output(stack: ExitStack, path: Path, option: str) -> IO[str]:
+    """``path`` opened for writing, or exit 2 naming the option (a directory, no such dir)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return stack.enter_context(path.open("w", encoding="utf-8"))
+    except OSError as exc:
+        raise fail(f"{option} {path}: {exc.strerror or exc}") from None
 
 
 def detect_command(
@@ -137,6 +221,7 @@ def detect_command(
     group_id: Annotated[str, typer.Option(help="Consumer group on the frames topic.")] = (
         "citybrain-detector"
     ),
+    clip_s: Annotated[float, _CLIP_OPTION] = 0.0,
 ) -> None:
     """Detect violations in one or more camera feeds and publish them on the bus."""
     cv2.setNumThreads(1)
@@ -155,9 +240,11 @@ def detect_command(
             scene = scenes.setdefault(_load_scene(scene_path).camera_id, _load_scene(scene_path))
             path = Path(spec[6:])
             try:
-                feeds.append(VideoFileSource(path, camera_id=scene.camera_id, fps=scene.fps))
+                video_source = VideoFileSource(path, camera_id=scene.camera_id, fps=scene.fps)
             except VideoOpenError as exc:
                 raise fail(str(exc)) from None
+            _check_fit(scene, scene_path, video_source)
+            feeds.append(video_source)
         elif spec.startswith("kafka://"):
             feeds.append(KafkaFrameSource(open_bus(spec), group_id=group_id, stop=stop))
         else:
@@ -172,6 +259,7 @@ def detect_command(
         sinks=[bus_sink(bus)],
         metrics=DetectorMetrics.create(registry),
         evidence=EvidenceWriter(snapshots),
+        recorder=_recorder(snapshots, clip_s=clip_s),
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -179,6 +267,7 @@ def detect_command(
         worker.handle(item)
         if stop.is_set():
             break
+    worker.close()
     bus.flush()
     bus.close()
     stats = worker.stats

@@ -3,6 +3,11 @@
 JPEG frames are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling, straight to
 greyscale: the IDCT and colour conversion shrink with the output, which is most of the
 cost of a full decode. BGR frames are area-averaged down, then converted.
+
+A camera with a signal also needs the lamp head's colour. A decoded (BGR) frame has it at
+full resolution already. For a JPEG frame the cheapest way measured (``bench/signal_colour.py``)
+is to decode the same reduced scale in colour and convert that to the greyscale working image:
+the entropy decoding, which dominates a reduced decode, is the same either way.
 """
 
 from __future__ import annotations
@@ -11,9 +16,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import numpy.typing as npt
 
-from services.common.arrays import GreyImage
+from services.common.arrays import BGRImage, GreyImage
 from services.common.frames import Frame
 
 _REDUCED_GREY = {
@@ -21,6 +25,12 @@ _REDUCED_GREY = {
     2: cv2.IMREAD_REDUCED_GRAYSCALE_2,
     4: cv2.IMREAD_REDUCED_GRAYSCALE_4,
     8: cv2.IMREAD_REDUCED_GRAYSCALE_8,
+}
+_REDUCED_COLOUR = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
 }
 
 
@@ -47,6 +57,19 @@ def source_size(frame: Frame) -> tuple[int, int]:
         return (frame.bgr.shape[1], frame.bgr.shape[0])
     image = _imdecode(frame, cv2.IMREAD_GRAYSCALE)
     return (image.shape[1], image.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class WorkingPicture:
+    """The greyscale working image, and a colour picture of the same frame.
+
+    ``colour_per_source_px`` is the colour picture's size over the source's: 1 for a decoded
+    frame's own BGR image, 1/reduction for a JPEG decoded at reduced scale.
+    """
+
+    grey: GreyImage
+    colour: BGRImage
+    colour_per_source_px: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +102,19 @@ class WorkingDecoder:
             raise CorruptFrameError("size", f"frame {frame.index}: size {grey.shape[::-1]}")
         return grey
 
+    def decode_with_colour(self, frame: Frame) -> WorkingPicture:
+        """The working image and a colour picture; raises :class:`CorruptFrameError`."""
+        if frame.bgr is not None:
+            return WorkingPicture(grey=self.decode(frame), colour=frame.bgr, colour_per_source_px=1)
+        colour = _imdecode(frame, _REDUCED_COLOUR[self.reduction])
+        if (colour.shape[1], colour.shape[0]) != self.working_wh or colour.ndim != 3:
+            raise CorruptFrameError("size", f"frame {frame.index}: size {colour.shape[1::-1]}")
+        return WorkingPicture(
+            grey=np.asarray(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)),
+            colour=colour,
+            colour_per_source_px=1 / self.reduction,
+        )
+
 
 def _imdecode(frame: Frame, flags: int) -> GreyImage:
     buffer = np.frombuffer(frame.jpeg or b"", np.uint8)
@@ -88,7 +124,7 @@ def _imdecode(frame: Frame, flags: int) -> GreyImage:
     return np.asarray(image, dtype=np.uint8)
 
 
-def decode_bgr(frame: Frame) -> npt.NDArray[np.uint8]:
+def decode_bgr(frame: Frame) -> BGRImage:
     """The full-resolution colour image (for evidence only; never on the hot path)."""
     if frame.bgr is not None:
         return frame.bgr

@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import Protocol
 
 import cv2
-import numpy as np
 
+from services.common.arrays import BGRImage
 from services.common.config.scene import SceneConfig
 from services.common.events import ViolationEvent, ViolationType
 from services.common.frames import Frame
 from services.detector.decode import decode_bgr
+from services.detector.drawing import VIOLATION_BGR, draw_geometry, scene_scale
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_RED = (0, 0, 255)
-_YELLOW = (0, 215, 255)
-_GREEN = (0, 200, 0)
 # Context around the vehicle in the crop: a plate or a wheel on the line is worth keeping.
 _CROP_MARGIN = 0.25
 
@@ -42,41 +40,40 @@ class EvidenceWriter:
 
     def save(self, *, event: ViolationEvent, frame: Frame, scene: SceneConfig) -> str | None:
         image = decode_bgr(frame).copy()
-        height, width = image.shape[:2]
-        scale = _scene_to_image(scene, width)
+        scale = scene_scale(scene, image.shape[1])
+        crop = vehicle_crop(image, event.bbox_xywh, scale)
         x, y, w, h = (round(v * scale) for v in event.bbox_xywh)
-        mx, my = round(w * _CROP_MARGIN), round(h * _CROP_MARGIN)
-        crop = image[
-            max(y - my, 0) : min(y + h + my, height), max(x - mx, 0) : min(x + w + mx, width)
-        ]
 
-        _draw_scene(image, scene, event.type, scale)
-        cv2.rectangle(image, (x, y), (x + w, y + h), _RED, 2)
+        red_light = event.type == ViolationType.RED_LIGHT
+        draw_geometry(image, scene, scale, zones=not red_light, stop_line=red_light)
+        cv2.rectangle(image, (x, y), (x + w, y + h), VIOLATION_BGR, 2)
 
-        folder = self._root / event.camera_id
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = _UNSAFE.sub("_", event.violation_id)
-        crop_path = folder / f"{stem}.jpg"
+        crop_path = evidence_path(self._root, event, ".jpg")
+        crop_path.parent.mkdir(parents=True, exist_ok=True)
         params = [cv2.IMWRITE_JPEG_QUALITY, self._quality]
-        cv2.imwrite(str(crop_path), crop if crop.size else image, params)
-        cv2.imwrite(str(folder / f"{stem}-scene.jpg"), image, params)
+        cv2.imwrite(str(crop_path), crop if crop is not None else image, params)
+        cv2.imwrite(str(evidence_path(self._root, event, "-scene.jpg")), image, params)
         return str(crop_path)
 
 
-def _scene_to_image(scene: SceneConfig, image_width: int) -> float:
-    return image_width / scene.resolution_wh[0] if scene.resolution_wh else 1.0
+def vehicle_crop(
+    image: BGRImage, bbox_xywh: tuple[int, int, int, int], scale: float
+) -> BGRImage | None:
+    """The vehicle with a margin of context, cut from ``image`` (a copy); ``None`` if the
+    box lies outside the image. ``bbox_xywh`` is in scene pixels, ``scale`` maps them."""
+    height, width = image.shape[:2]
+    x, y, w, h = (round(v * scale) for v in bbox_xywh)
+    mx, my = round(w * _CROP_MARGIN), round(h * _CROP_MARGIN)
+    crop = image[max(y - my, 0) : min(y + h + my, height), max(x - mx, 0) : min(x + w + mx, width)]
+    return crop.copy() if crop.size else None
 
 
-def _draw_scene(image: np.ndarray, scene: SceneConfig, kind: ViolationType, scale: float) -> None:
-    def pts(points: list[tuple[float, float]]) -> np.ndarray:
-        return (np.array(points, np.float64) * scale).round().astype(np.int32)
+def evidence_path(root: Path, event: ViolationEvent, suffix: str) -> Path:
+    """Where a piece of ``event``'s evidence lives: ``<root>/<camera_id>/<id><suffix>``.
 
-    if kind == ViolationType.RED_LIGHT and scene.stop_line is not None:
-        a, b = pts(list(scene.stop_line.points))
-        cv2.line(image, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), _YELLOW, 3)
-    if scene.traffic_light is not None:
-        rx, ry, rw, rh = (round(v * scale) for v in scene.traffic_light.roi)
-        cv2.rectangle(image, (rx, ry), (rx + rw, ry + rh), _GREEN, 1)
-    if kind == ViolationType.ILLEGAL_PARKING:
-        for zone in scene.no_parking_zones:
-            cv2.polylines(image, [pts(zone.polygon)], True, _YELLOW, 2)
+    >>> e = ViolationEvent.create(violation_type=ViolationType.RED_LIGHT, camera_id="c-1",
+    ...     city="x", frame=1, ts_ms=5, track_id=2, bbox_xywh=(0, 0, 1, 1), confidence=1.0)
+    >>> evidence_path(Path("ev"), e, "-panels.jpg").as_posix()
+    'ev/c-1/c-1_red_light_000002_5-panels.jpg'
+    """
+    return root / event.camera_id / f"{_UNSAFE.sub('_', event.violation_id)}{suffix}"

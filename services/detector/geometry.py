@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -50,6 +52,59 @@ def box_intersection(a: BoxXYWH, b: BoxXYWH) -> float:
     a_end, b_end = ay + ah, by + bh
     h = (b_end if b_end < a_end else a_end) - (by if by > ay else ay)
     return (0.0 if w < 0.0 else w) * (0.0 if h < 0.0 else h)
+
+
+def covered_fraction(inner: BoxXYWH, outer: BoxXYWH) -> float:
+    """How much of ``inner``'s area lies inside ``outer`` (0 for an empty ``inner``).
+
+    >>> covered_fraction((0, 0, 4, 4), (2, 0, 10, 10)), covered_fraction((0, 0, 0, 4), (0, 0, 9, 9))
+    (0.5, 0.0)
+    """
+    area = inner[2] * inner[3]
+    return box_intersection(inner, outer) / area if area > 0 else 0.0
+
+
+def grown_box(box_xywh: BoxXYWH, *, margin_x: float, margin_y: float) -> BoxXYWH:
+    """The box widened by ``margin_x`` on the left and right and ``margin_y`` above and below.
+
+    >>> grown_box((10, 10, 4, 4), margin_x=1, margin_y=2)
+    (9, 8, 6, 8)
+    """
+    x, y, w, h = box_xywh
+    return (x - margin_x, y - margin_y, w + 2 * margin_x, h + 2 * margin_y)
+
+
+def union_box(boxes_xywh: Sequence[BoxXYWH]) -> BoxXYWH:
+    """The smallest box holding all of ``boxes_xywh`` (at least one).
+
+    >>> union_box([(0, 0, 4, 4), (6, 2, 2, 5)])
+    (0, 0, 8, 7)
+    """
+    x0 = min(b[0] for b in boxes_xywh)
+    y0 = min(b[1] for b in boxes_xywh)
+    x1 = max(b[0] + b[2] for b in boxes_xywh)
+    y1 = max(b[1] + b[3] for b in boxes_xywh)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def distance(a_xy: PointXY, b_xy: PointXY) -> float:
+    """The Euclidean distance between two points.
+
+    >>> distance((0, 0), (3, 4))
+    5.0
+    """
+    return math.hypot(a_xy[0] - b_xy[0], a_xy[1] - b_xy[1])
+
+
+def pixel_box(box_xywh: BoxXYWH, *, image_wh: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The box in whole pixels, clipped to an image of ``image_wh`` (its size may be 0).
+
+    >>> pixel_box((-2.4, 5.6, 10.0, 10.0), image_wh=(20, 12))
+    (0, 6, 10, 6)
+    """
+    x, y, w, h = (round(v) for v in box_xywh)
+    x0, y0 = max(x, 0), max(y, 0)
+    return (x0, y0, min(w, image_wh[0] - x0), min(h, image_wh[1] - y0))
 
 
 def crossing_fraction(

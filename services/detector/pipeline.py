@@ -25,23 +25,21 @@ from services.detector.background import SelectiveBackground
 from services.detector.blobs import find_blobs
 from services.detector.decode import (
     WorkingDecoder,
+    WorkingPicture,
     reduction_for,
     source_size,
 )
 from services.detector.evidence import EvidenceSink
-from services.detector.geometry import BoxXYWH, Scale
-from services.detector.persistence import PersistentForeground
+from services.detector.geometry import BoxXYWH, Scale, pixel_box
+from services.detector.result import FrameResult, SeenTrack
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
-    LampClassifier,
     LightState,
     SignalTimeline,
-    lamp_levels,
+    crop_head,
+    read_lamp_head,
 )
-from services.detector.tracker import Track, Tracker, TrackerSettings
-
-# A standing track must look like a ghost this many frames running before it is dropped.
-GHOST_FRAMES = 5
+from services.detector.tracker import StandingVehicles, Tracker, TrackerSettings, TrackView
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +77,11 @@ class _NullObserver:
 class _Geometry:
     """The scene, scaled once to working pixels."""
 
-    def __init__(self, scene: SceneConfig, scale: Scale) -> None:
+    def __init__(self, scene: SceneConfig, scale: Scale, *, source_per_scene_px: float) -> None:
         self.scale = scale
-        self.light_roi: tuple[int, int, int, int] | None = None
-        if scene.traffic_light is not None:
-            x, y, w, h = scene.traffic_light.roi
-            self.light_roi = (
-                int(x * scale.factor),
-                int(y * scale.factor),
-                max(round(w * scale.factor), 1),
-                max(round(h * scale.factor), 3),
-            )
+        # The lamp head is read from a colour picture whose size depends on the frame's
+        # kind (decoded or JPEG), so its roi stays in source pixels here.
+        self.source_per_scene_px = source_per_scene_px
         self.red_light: RedLightRule | None = None
         if scene.stop_line is not None:
             a, b = scene.stop_line.points
@@ -109,6 +101,47 @@ class _Geometry:
         )
 
 
+class _Feed:
+    """Everything sized from the feed's first good frame: the decoder, the scene in working
+    pixels, the tracker, and where vehicles may stand unseen."""
+
+    def __init__(
+        self, scene: SceneConfig, settings: DetectorSettings, decoder: WorkingDecoder
+    ) -> None:
+        work_w, work_h = decoder.working_wh
+        scene_w = scene.resolution_wh[0] if scene.resolution_wh else decoder.source_wh[0]
+        self.decoder = decoder
+        self.geometry = _Geometry(
+            scene,
+            Scale(factor=work_w / scene_w),
+            source_per_scene_px=decoder.source_wh[0] / scene_w,
+        )
+        self.min_area_px = max(4, round(settings.min_vehicle_area_frac * work_w * work_h))
+        tracker_settings = TrackerSettings(
+            stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
+            moved_px=settings.moved_frac * work_w,
+        )
+        self.tracker = Tracker(fps=scene.fps, settings=tracker_settings)
+        # Only in a no-parking zone does a stay's start matter to a rule, so only there are
+        # vehicles looked for in the persistent foreground; and there, vehicles stand, often
+        # on hatching, and a stay is timed from their mask, so a shaking camera's paint is
+        # not cut out of the zones grown by a few pixels (SelectiveBackground.apply's
+        # ``whole``).
+        self.standing: StandingVehicles | None = None
+        self.zones_mask: GreyImage | None = None
+        parking = self.geometry.parking
+        if parking.zones:
+            self.standing = StandingVehicles(
+                window_frames=round(scene.fps * tracker_settings.stationary_window_s),
+                min_area_px=self.min_area_px,
+                where=parking.in_zone,
+            )
+            zones = np.zeros((work_h, work_w), np.uint8)
+            for zone in parking.zones:
+                cv2.fillPoly(zones, [np.round(zone.polygon_xy).astype(np.int32)], 255)
+            self.zones_mask = np.asarray(cv2.dilate(zones, np.ones((7, 7), np.uint8)), np.uint8)
+
+
 class DetectorPipeline:
     """Detects red-light and parking violations in one camera's frames, in order."""
 
@@ -124,173 +157,156 @@ class DetectorPipeline:
         self._settings = settings or DetectorSettings()
         self._evidence = evidence
         self._observer: PipelineObserver = observer or _NullObserver()
-        self._decoder: WorkingDecoder | None = None
-        self._geometry: _Geometry | None = None
+        # Built on the first frame that decodes.
+        self._feed: _Feed | None = None
         self._background = SelectiveBackground(fps=scene.fps)
-        self._tracker: Tracker | None = None
-        self._lamps = LampClassifier()
         self._signal = SignalTimeline(confirm_frames=self._settings.confirm_frames)
         # Red-light events wait for the light to be decided; keep their frames for evidence.
         self._recent: deque[Frame] = deque(maxlen=self._settings.confirm_frames + 2)
-        self._min_area_px = 1
-        # Consecutive frames each standing track has looked like a ghost.
-        self._ghost_frames: dict[int, int] = {}
-        # Where the foreground has stayed put over the tracker's stationary window, and the
-        # (index, ts_ms) of the frames in that window.
-        self._persistent: PersistentForeground | None = None
-        self._window: deque[tuple[int, int]] = deque()
-        # The no-parking zones grown by a few pixels: vehicles stand there, often on
-        # hatching, and a stay is timed from their mask, so a shaking camera's paint is
-        # not cut out of it there (SelectiveBackground.apply's ``whole``).
-        self._zones_mask: GreyImage | None = None
 
     @property
     def signal_state(self) -> LightState:
         return self._signal.state
 
     @property
-    def tracks(self) -> list[Track]:
-        return self._tracker.tracks if self._tracker else []
+    def tracks(self) -> list[TrackView]:
+        """Every live track, as of the last frame processed."""
+        return self._feed.tracker.tracks if self._feed else []
 
     def process(self, frame: Frame) -> list[ViolationEvent]:
         """Run every stage on ``frame``; raises ``CorruptFrameError`` for an unusable frame
         (the pipeline's state is then unchanged, so the caller may skip it and go on)."""
-        with self._observer.stage("decode"):
-            grey = self._decode(frame)
-        geometry = self._geometry
-        tracker = self._tracker
-        assert geometry is not None and tracker is not None
-        self._recent.append(frame)
+        return list(self.process_frame(frame).events)
 
-        if geometry.light_roi is not None:
+    def process_frame(self, frame: Frame) -> FrameResult:
+        """:meth:`process`, returning what the detector saw as well as the events."""
+        with self._observer.stage("decode"):
+            decoder = self._feed.decoder if self._feed else self._decoder_for(frame)
+            # A colour picture too when the camera has a signal to read.
+            picture = (
+                decoder.decode(frame)
+                if self.scene.traffic_light is None
+                else decoder.decode_with_colour(frame)
+            )
+        feed = self._feed = self._feed or _Feed(self.scene, self._settings, decoder)
+        geometry, tracker = feed.geometry, feed.tracker
+        self._recent.append(frame)
+        if isinstance(picture, WorkingPicture):
+            grey = picture.grey
             with self._observer.stage("signal"):
-                self._read_signal(grey, geometry.light_roi, frame.index)
+                self._read_signal(picture, geometry, frame.index)
+        else:
+            grey = picture
 
         with self._observer.stage("motion"):
             mask = self._background.apply(
-                grey, frozen=self._frozen_mask(grey), whole=self._zones_mask
+                grey, frozen=self._frozen_mask(grey, tracker), whole=feed.zones_mask
             )
-            blobs = find_blobs(mask, min_area_px=self._min_area_px)
+            blobs = find_blobs(mask, min_area_px=feed.min_area_px)
 
         with self._observer.stage("track"):
-            tracks = tracker.update(
-                blobs, frame=frame.index, ts_ms=frame.ts_ms, fill=partial(_fill, mask)
-            )
-            tracks = self._release_ghosts(grey, mask, tracks)
-            self._adopt_standing(mask, frame)
+            tracker.update(blobs, frame=frame.index, ts_ms=frame.ts_ms, fill=partial(_fill, mask))
+            self._release_ghosts(grey, mask, tracker)
+            tracks = tracker.tracks
+            if feed.standing is not None:
+                tracker.adopt_standing(
+                    feed.standing.update(mask, frame=frame.index, ts_ms=frame.ts_ms),
+                    frame=frame.index,
+                )
 
         with self._observer.stage("rules"):
             hits = self._apply_rules(geometry, tracks, frame)
-        return [self._event(hit) for hit in hits]
+        return self._result(
+            index=frame.index,
+            ts_ms=frame.ts_ms,
+            tracks=tracks,
+            events=tuple(self._event(hit, geometry.scale) for hit in hits),
+        )
 
-    def _decode(self, frame: Frame) -> GreyImage:
-        if self._decoder is None:
-            source_wh = source_size(frame)
-            decoder = WorkingDecoder(
-                source_wh=source_wh,
-                reduction=reduction_for(
-                    source_wh[0], min_working_width=self._settings.min_working_width
-                ),
+    def held(self, *, index: int, ts_ms: int, dropped: str) -> FrameResult:
+        """The state the detector holds at a frame it could not use (for a trace)."""
+        return self._result(index=index, ts_ms=ts_ms, tracks=self.tracks, dropped=dropped)
+
+    def _result(
+        self,
+        *,
+        index: int,
+        ts_ms: int,
+        tracks: list[TrackView],
+        events: tuple[ViolationEvent, ...] = (),
+        dropped: str | None = None,
+    ) -> FrameResult:
+        scale = self._feed.geometry.scale if self._feed else None
+        seen = (
+            tuple(
+                SeenTrack(
+                    track_id=t.track_id,
+                    bbox_xywh=scale.box_to_scene(t.box_xywh),
+                    stationary=t.stationary,
+                    established=t.established,
+                )
+                for t in tracks
             )
-            grey = decoder.decode(frame)
-            self._start(decoder)
-            return grey
-        return self._decoder.decode(frame)
-
-    def _start(self, decoder: WorkingDecoder) -> None:
-        """Size everything for the feed, now that its first frame is known good."""
-        settings = self._settings
-        work_w, work_h = decoder.working_wh
-        scene_w = self.scene.resolution_wh[0] if self.scene.resolution_wh else decoder.source_wh[0]
-        self._decoder = decoder
-        self._geometry = _Geometry(self.scene, Scale(factor=work_w / scene_w))
-        self._min_area_px = max(4, round(settings.min_vehicle_area_frac * work_w * work_h))
-        tracker_settings = TrackerSettings(
-            stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
-            moved_px=settings.moved_frac * work_w,
+            if scale is not None
+            else ()
         )
-        self._tracker = Tracker(fps=self.scene.fps, settings=tracker_settings)
-        if self._geometry.parking.zones:
-            zones = np.zeros((work_h, work_w), np.uint8)
-            for zone in self._geometry.parking.zones:
-                cv2.fillPoly(zones, [np.round(zone.polygon_xy).astype(np.int32)], 255)
-            self._zones_mask = np.asarray(cv2.dilate(zones, np.ones((7, 7), np.uint8)), np.uint8)
-        self._persistent = PersistentForeground(
-            frames=round(self.scene.fps * tracker_settings.stationary_window_s)
+        return FrameResult(
+            frame=index,
+            ts_ms=ts_ms,
+            signal=self._signal.state,
+            tracks=seen,
+            events=events,
+            dropped=dropped,
         )
 
-    def _read_signal(self, grey: GreyImage, roi: tuple[int, int, int, int], index: int) -> None:
-        x, y, w, h = roi
-        reading = self._lamps.classify(lamp_levels(grey[y : y + h, x : x + w]))
-        change = self._signal.update(frame=index, reading=reading)
+    def _decoder_for(self, frame: Frame) -> WorkingDecoder:
+        source_wh = source_size(frame)
+        return WorkingDecoder(
+            source_wh=source_wh,
+            reduction=reduction_for(
+                source_wh[0], min_working_width=self._settings.min_working_width
+            ),
+        )
+
+    def _read_signal(self, picture: WorkingPicture, geometry: _Geometry, index: int) -> None:
+        light = self.scene.traffic_light
+        assert light is not None
+        head = crop_head(
+            picture.colour,
+            roi_xywh=light.roi,
+            factor=picture.colour_per_source_px * geometry.source_per_scene_px,
+        )
+        reading = read_lamp_head(head, layout=light.layout)
+        change = self._signal.update(frame=index, reading=reading.state)
         if change is not None:
             self._observer.signal_changed(change.state)
 
-    def _release_ghosts(self, grey: GreyImage, mask: GreyImage, tracks: list[Track]) -> list[Track]:
-        """Drop standing tracks that hold a ghost, and let the road back into the background.
-
-        A vehicle that stood in the first frames is learnt as background; when it drives off,
-        the road it uncovers is foreground, and a track standing on that ghost would freeze
-        it there for good (and swallow every vehicle that passes through it).
-        """
-        assert self._tracker is not None
+    def _release_ghosts(self, grey: GreyImage, mask: GreyImage, tracker: Tracker) -> None:
+        """Drop standing tracks that hold a ghost (see ``tracker.ghosts``), and let the road
+        they stood on back into the background."""
         height, width = mask.shape
-        kept: list[Track] = []
-        for track in tracks:
-            if not track.stationary:
-                self._ghost_frames.pop(track.track_id, None)
-                kept.append(track)
-                continue
-            x, y, w, h = (round(v) for v in track.box)
-            box = (max(x, 0), max(y, 0), min(w, width - max(x, 0)), min(h, height - max(y, 0)))
-            if not self._background.is_ghost(grey, mask, box):
-                self._ghost_frames.pop(track.track_id, None)
-                kept.append(track)
-                continue
-            count = self._ghost_frames.get(track.track_id, 0) + 1
-            self._ghost_frames[track.track_id] = count
-            if count < GHOST_FRAMES:
-                kept.append(track)
-                continue
-            del self._ghost_frames[track.track_id]
-            self._background.relearn(grey, box)
-            self._tracker.drop(track.track_id)
-        return kept
+        image_wh = (width, height)
+        for box in tracker.release_ghosts(
+            looks_like_ghost=lambda box: self._background.is_ghost(
+                grey, mask, pixel_box(box, image_wh=image_wh)
+            )
+        ):
+            self._background.relearn(grey, pixel_box(box, image_wh=image_wh))
 
-    def _adopt_standing(self, mask: GreyImage, frame: Frame) -> None:
-        """Give a track to each vehicle that stands in a no-parking zone where no track sees
-        it standing (only there does a stay's start matter to a rule)."""
-        assert self._tracker is not None and self._persistent is not None
-        assert self._geometry is not None
-        parking = self._geometry.parking
-        if not parking.zones:
-            return
-        self._window.append((frame.index, frame.ts_ms))
-        while len(self._window) > self._persistent.frames:
-            self._window.popleft()
-        standing = self._persistent.update(mask)
-        if standing is None:
-            return
-        since_frame, since_ts_ms = self._window[0]
-        self._tracker.adopt_standing(
-            find_blobs(standing, min_area_px=self._min_area_px),
-            frame=frame.index,
-            since_frame=since_frame,
-            since_ts_ms=since_ts_ms,
-            where=parking.in_zone,
-        )
-
-    def _frozen_mask(self, grey: GreyImage) -> GreyImage | None:
-        tracks = [t for t in self.tracks if t.established]
+    @staticmethod
+    def _frozen_mask(grey: GreyImage, tracker: Tracker) -> GreyImage | None:
+        tracks = [t for t in tracker.tracks if t.established]
         if not tracks:
             return None
         mask = np.zeros_like(grey)
         for track in tracks:
-            x, y, w, h = (round(v) for v in track.box)
+            x, y, w, h = (round(v) for v in track.box_xywh)
             cv2.rectangle(mask, (x - 1, y - 1), (x + w + 1, y + h + 1), 255, -1)
         return mask
 
-    def _apply_rules(self, geometry: _Geometry, tracks: list[Track], frame: Frame) -> list[RuleHit]:
+    def _apply_rules(
+        self, geometry: _Geometry, tracks: list[TrackView], frame: Frame
+    ) -> list[RuleHit]:
         hits: list[RuleHit] = []
         for track in tracks:
             if geometry.red_light is not None:
@@ -306,8 +322,7 @@ class DetectorPipeline:
             geometry.red_light.retain(alive)
         return hits
 
-    def _event(self, hit: RuleHit) -> ViolationEvent:
-        assert self._geometry is not None
+    def _event(self, hit: RuleHit, scale: Scale) -> ViolationEvent:
         event = ViolationEvent.create(
             violation_type=hit.violation_type,
             camera_id=self.scene.camera_id,
@@ -315,7 +330,7 @@ class DetectorPipeline:
             frame=hit.frame,
             ts_ms=hit.ts_ms,
             track_id=hit.track_id,
-            bbox_xywh=self._geometry.scale.box_to_scene(hit.box_xywh),
+            bbox_xywh=scale.box_to_scene(hit.box_xywh),
             confidence=hit.confidence,
         )
         frame = next((f for f in self._recent if f.index == hit.frame), None)

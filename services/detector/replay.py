@@ -11,8 +11,9 @@ from prometheus_client import CollectorRegistry
 from services.common.config.scene import SceneConfig
 from services.detector.evidence import EvidenceSink
 from services.detector.metrics import DetectorMetrics
+from services.detector.recorder import EvidenceRecorder
 from services.detector.sources import SourceItem, VideoFileSource
-from services.detector.worker import DetectorWorker, EventSink, WorkerStats
+from services.detector.worker import DetectorWorker, EventSink, FrameSink, WorkerStats
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +32,20 @@ def replay(
     scene: SceneConfig,
     sinks: list[EventSink],
     evidence: EvidenceSink | None = None,
+    recorder: EvidenceRecorder | None = None,
+    frame_sinks: list[FrameSink] | None = None,
     on_item: Callable[[], None] | None = None,
 ) -> ReplaySummary:
     """Run every frame of ``source`` through a pipeline for ``scene``; ``on_item`` ticks
-    once per frame read (for a progress bar)."""
+    once per frame read (for a progress bar), and ``frame_sinks`` (trace, annotated video)
+    see each one."""
     worker = DetectorWorker(
         scenes=lambda camera_id: scene if camera_id == scene.camera_id else None,
         sinks=sinks,
         metrics=DetectorMetrics.create(CollectorRegistry()),
         evidence=evidence,
+        frame_sinks=frame_sinks,
+        recorder=recorder,
     )
 
     def ticking() -> Iterator[SourceItem]:

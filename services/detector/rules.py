@@ -16,9 +16,14 @@ import numpy.typing as npt
 
 from services.common.arrays import PointXY
 from services.common.events import ViolationType
-from services.detector.geometry import BoxXYWH, crossing_fraction, point_in_polygon
+from services.detector.geometry import (
+    BoxXYWH,
+    box_centre,
+    crossing_fraction,
+    point_in_polygon,
+)
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import Track, vehicle_shaped
+from services.detector.tracker import TrackView, vehicle_shaped
 
 # A centre that passes just beyond a stop line's painted end still crossed it: scene files
 # are drawn by hand, and a box centre wobbles by a few pixels.
@@ -37,7 +42,7 @@ class RuleHit:
     confidence: float
 
 
-def _confidence(track: Track) -> float:
+def _confidence(track: TrackView) -> float:
     # A long-lived track is a vehicle, not a noise blob; 20 observations earn full trust.
     return round(min(0.99, 0.6 + 0.02 * track.hits), 2)
 
@@ -51,27 +56,26 @@ class RedLightRule:
         self._crossed: set[int] = set()
         self._pending: list[RuleHit] = []
 
-    def observe(self, track: Track, *, frame: int, ts_ms: int) -> None:
+    def observe(self, track: TrackView, *, frame: int, ts_ms: int) -> None:
         """Record the track's first forward crossing of the line, if it crosses now."""
-        start = track.previous_centre
+        move = track.last_move
         if (
-            start is None
+            move is None
             or track.coasting
             or not track.established
             or track.track_id in self._crossed
         ):
             return
         if not all(
-            box is not None and vehicle_shaped((box[2], box[3]))
-            for box in (track.previous_box, track.box)
+            vehicle_shaped((box[2], box[3])) for box in (move.from_box_xywh, move.to_box_xywh)
         ):
             # A sliver along painted lines (a shaken kerb, a stop line) is no vehicle, and a
             # sliver's track that is handed a vehicle's blob did not bring it across the line.
             return
-        end = track.centre
+        start, end = box_centre(move.from_box_xywh), box_centre(move.to_box_xywh)
         # A vehicle moves less than twice its length a frame; a longer jump is a track
         # that was handed another blob (a shaken kerb line, a passing car).
-        reach = 2 * max(track.box[2], track.box[3]) * max(track.observed_gap, 1)
+        reach = 2 * max(move.to_box_xywh[2], move.to_box_xywh[3]) * max(move.frames, 1)
         if math.hypot(end[0] - start[0], end[1] - start[1]) > reach:
             return
         fraction = crossing_fraction(
@@ -91,7 +95,7 @@ class RedLightRule:
                 track_id=track.track_id,
                 frame=frame,
                 ts_ms=ts_ms,
-                box_xywh=track.box,
+                box_xywh=track.box_xywh,
                 confidence=_confidence(track),
             )
         )
@@ -134,22 +138,24 @@ class ParkingRule:
         """Forget the stays of tracks that have ended."""
         self._reported = {stay for stay in self._reported if stay[0] in track_ids}
 
-    def observe(self, track: Track, *, frame: int, ts_ms: int) -> RuleHit | None:
-        if track.anchor is None or not track.established:
+    def observe(self, track: TrackView, *, frame: int, ts_ms: int) -> RuleHit | None:
+        """A hit when the track's stay in a zone reaches that zone's ``max_dwell_s``."""
+        stay = track.stay
+        if stay is None or not track.established:
             return None
-        stay = (track.track_id, track.still_since_frame)
-        if stay in self._reported:
+        key = (track.track_id, stay.since_frame)
+        if key in self._reported:
             return None
-        dwell_s = (ts_ms - track.still_since_ts_ms) / 1000.0
+        dwell_s = (ts_ms - stay.since_ts_ms) / 1000.0
         for zone in self._zones:
-            if dwell_s >= zone.max_dwell_s and point_in_polygon(track.anchor, zone.polygon_xy):
-                self._reported.add(stay)
+            if dwell_s >= zone.max_dwell_s and point_in_polygon(stay.anchor_xy, zone.polygon_xy):
+                self._reported.add(key)
                 return RuleHit(
                     violation_type=ViolationType.ILLEGAL_PARKING,
                     track_id=track.track_id,
                     frame=frame,
                     ts_ms=ts_ms,
-                    box_xywh=track.box,
+                    box_xywh=track.box_xywh,
                     confidence=_confidence(track),
                 )
         return None

@@ -1,21 +1,40 @@
-"""Traffic-light state from the lamp head's region of interest.
+"""Traffic-light state from the lamp head's region of interest, with no warm-up.
 
-The contracts fix the head's layout (a vertical 3-lamp head: red top, amber middle, green
-bottom), so the state is *which third is lit*, read in greyscale. That keeps the hot path
-on a greyscale decode and does not depend on how a renderer or a camera tints the lamps:
-a lit lamp is always brighter than the same lamp unlit. Each lamp's unlit level is learnt
-while it is dark, which copes with heads whose unlit lamps are grey rather than black.
+A reading looks at one picture of the head and nothing before it, so the state is known from
+the first frame whatever the phase, and a lamp that is lit for the whole clip reads the same
+as one that has been seen dark. (An earlier reader learnt each lamp's unlit level while that
+lamp was dark; on a junction that is red from the first frame to the last it never read red.)
+
+Two cues say which lamp is lit:
+
+* **colour**, where the picture has it: each lit-looking pixel (bright relative to the head's
+  brightest, and saturated) votes for red, amber or green by its hue, and counts three times in
+  its own lamp's third of the head. Overexposed LED cores are nearly white, so the votes come
+  from their halo; a red halo spilling over the amber lamp still votes red.
+* **position**, always: which third of the head (top to bottom, or left to right for a
+  horizontal head) is brighter than the darkest third by a clear margin. This is the whole
+  reading for a greyscale picture, and the fallback for a colour one whose lit lamp shows no
+  hue at all (a core blown out to white with no halo).
+
+Readings are per frame; :class:`SignalTimeline` smooths them and dates changes.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from enum import StrEnum
 
+import cv2
 import numpy as np
+import numpy.typing as npt
 
 from services.common.arrays import GreyImage
+from services.common.config.scene import LampLayout
+
+# A lamp-head crop: H x W greyscale or H x W x 3 BGR.
+HeadImage = npt.NDArray[np.uint8]
 
 
 class LightState(StrEnum):
@@ -28,17 +47,101 @@ class LightState(StrEnum):
 _LAMPS = (LightState.RED, LightState.AMBER, LightState.GREEN)
 
 
+@dataclass(frozen=True, slots=True)
+class ReaderSettings:
+    """How sure a reading must be; hues are OpenCV's (degrees / 2, 0..179)."""
+
+    # Position: the lit third must outshine the darkest third by this many grey levels, and
+    # by twice as much as the runner-up does.
+    min_contrast: float = 12.0
+    # Colour: a pixel votes when it is brighter than this share of the head's brightest
+    # pixel (and than ``min_lit_level``), and at least this saturated. An LED's core blown
+    # out towards white has an unreliable hue (a red core at dusk reads orange), so it does
+    # not vote; its halo does.
+    lit_fraction: float = 0.5
+    min_lit_level: int = 60
+    min_saturation: float = 0.3
+    # Red wraps around 0 and leans orange on camera; amber spans orange to yellow; signal
+    # green is blue-green.
+    red_hue_below: int = 12
+    red_hue_from: int = 165
+    amber_hue_below: int = 36
+    green_hue_from: int = 40
+    green_hue_below: int = 100
+    # Votes (in pixels, weighted by saturation) the colour cue needs to decide at all, and
+    # the share of them the winner must hold.
+    min_votes: float = 0.5
+    # A vote from the colour's own third of the head counts this much extra: the halo of a
+    # lit lamp spills over its neighbours, but its heart is in its own third.
+    own_third_weight: float = 2.0
+    min_vote_share: float = 0.6
+
+
+DEFAULT_READER = ReaderSettings()
+
+
+class Cue(StrEnum):
+    """Which cue a reading rests on."""
+
+    COLOUR = "colour"
+    POSITION = "position"
+
+
+@dataclass(frozen=True, slots=True)
+class LampReading:
+    """One picture's verdict: ``state``, and the cue that gave it."""
+
+    state: LightState
+    cue: Cue
+
+
+def along_axis(head: HeadImage, layout: LampLayout) -> HeadImage:
+    """The head turned so that its lamps run down axis 0, red first.
+
+    >>> along_axis(np.zeros((4, 12), np.uint8), LampLayout.HORIZONTAL).shape
+    (12, 4)
+    """
+    return head if layout is LampLayout.VERTICAL else head.swapaxes(0, 1)
+
+
+def crop_head(
+    picture: HeadImage, *, roi_xywh: tuple[int, int, int, int], factor: float
+) -> HeadImage:
+    """The roi (in source pixels) cut from a picture ``factor`` times the source's size.
+
+    The cut is rounded outwards, so a head a few pixels across keeps every pixel it touches.
+
+    >>> crop_head(np.zeros((270, 480, 3), np.uint8), roi_xywh=(1683, 75, 9, 22), factor=0.25).shape
+    (7, 3, 3)
+    """
+    height, width = picture.shape[:2]
+    x, y, w, h = roi_xywh
+    x0, y0 = min(math.floor(x * factor), width - 1), min(math.floor(y * factor), height - 1)
+    x1 = min(max(math.ceil((x + w) * factor), x0 + 1), width)
+    y1 = min(max(math.ceil((y + h) * factor), y0 + 1), height)
+    return picture[y0:y1, x0:x1]
+
+
+def _thirds(length: int) -> tuple[slice, slice, slice]:
+    """Three slices covering ``length`` rows, each at least one row long."""
+    bounds = [length * i // 3 for i in range(4)]
+    return (
+        slice(bounds[0], max(bounds[1], bounds[0] + 1)),
+        slice(bounds[1], max(bounds[2], bounds[1] + 1)),
+        slice(bounds[2], max(bounds[3], bounds[2] + 1)),
+    )
+
+
 def lamp_levels(roi_grey: GreyImage) -> tuple[float, float, float]:
-    """Brightness of the top, middle and bottom thirds of a lamp-head ROI.
+    """Brightness of the first, middle and last thirds (along axis 0) of a lamp head.
 
     Each level is the mean of the brightest quarter of the third's pixels, so a lamp that
-    fills only part of its third (or a ROI with margins around the head) still reads as lit,
+    fills only part of its third (or a roi with margins around the head) still reads as lit,
     and single noisy pixels do not.
     """
-    height = roi_grey.shape[0]
     levels = []
-    for i in range(3):
-        third = roi_grey[height * i // 3 : max(height * (i + 1) // 3, height * i // 3 + 1)]
+    for rows in _thirds(roi_grey.shape[0]):
+        third = roi_grey[rows]
         size = third.size
         top = max(size // 4, 1)
         # Only which values are in the top quarter matters, not their order, so a partition
@@ -49,31 +152,84 @@ def lamp_levels(roi_grey: GreyImage) -> tuple[float, float, float]:
     return (levels[0], levels[1], levels[2])
 
 
-class LampClassifier:
-    """Turns lamp levels into a raw (unsmoothed) state, learning each lamp's unlit level.
+def read_by_position(
+    levels: tuple[float, float, float], settings: ReaderSettings = DEFAULT_READER
+) -> LightState:
+    """The lit lamp from the thirds' levels alone, relative to the darkest third.
 
-    ``min_contrast`` is in grey levels: a lit lamp must outshine its own unlit level by this
-    much, and by twice as much as any other lamp does, or the reading is unknown.
+    >>> read_by_position((100.0, 80.0, 80.0)), read_by_position((90.0, 90.0, 20.0))
+    (<LightState.RED: 'red'>, <LightState.UNKNOWN: 'unknown'>)
     """
+    floor = min(levels)
+    contrast = [level - floor for level in levels]
+    # The first of equal maxima, as np.argmax picks, without making an array of three.
+    best = max(range(3), key=contrast.__getitem__)
+    runner_up = max(c for i, c in enumerate(contrast) if i != best)
+    if contrast[best] < settings.min_contrast or runner_up > contrast[best] / 2:
+        return LightState.UNKNOWN
+    return _LAMPS[best]
 
-    def __init__(self, *, min_contrast: float = 12.0, leak_per_frame: float = 0.05) -> None:
-        self._min_contrast = min_contrast
-        # Unlit levels may rise (dawn, illumination drift); the leak lets them follow slowly.
-        self._leak = leak_per_frame
-        self._off: list[float] | None = None
 
-    def classify(self, levels: tuple[float, float, float]) -> LightState:
-        if self._off is None:
-            # Until a lamp has been seen dark, assume all three share the darkest one's level.
-            self._off = [min(levels)] * 3
-        self._off = [min(lv, off + self._leak) for lv, off in zip(levels, self._off, strict=True)]
-        contrast = [lv - off for lv, off in zip(levels, self._off, strict=True)]
-        # The first of equal maxima, as np.argmax picks, without making an array of three.
-        best = max(range(3), key=contrast.__getitem__)
-        runner_up = max(c for i, c in enumerate(contrast) if i != best)
-        if contrast[best] < self._min_contrast or runner_up > contrast[best] / 2:
-            return LightState.UNKNOWN
-        return _LAMPS[best]
+def colour_votes(
+    head_bgr: HeadImage, settings: ReaderSettings = DEFAULT_READER
+) -> tuple[float, float, float]:
+    """Red, amber and green votes of a BGR head whose lamps run down axis 0.
+
+    A lit-looking pixel adds its saturation times how far it stands above the lit threshold
+    (0 at the threshold, 1 at the head's brightest) to the vote of its hue, and more again
+    (``own_third_weight``) when it lies in that colour's own third of the head. The
+    brightness ramp keeps the fringe where a red halo tints an amber lens orange, and a
+    sunlit tree behind the head, from outvoting the lamp itself.
+    """
+    hsv = np.asarray(cv2.cvtColor(np.ascontiguousarray(head_bgr), cv2.COLOR_BGR2HSV))
+    hue, saturation, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    brightest = int(value.max())
+    threshold = max(settings.min_lit_level, int(settings.lit_fraction * brightest))
+    if brightest <= threshold:
+        return (0.0, 0.0, 0.0)
+    above = (value.astype(np.float32) - threshold) / (brightest - threshold)
+    weight = np.where(
+        (above > 0) & (saturation >= settings.min_saturation * 255),
+        above * saturation.astype(np.float32) / 255,
+        np.float32(0),
+    )
+    classes = (
+        (hue < settings.red_hue_below) | (hue >= settings.red_hue_from),
+        (hue >= settings.red_hue_below) & (hue < settings.amber_hue_below),
+        (hue >= settings.green_hue_from) & (hue < settings.green_hue_below),
+    )
+    votes = []
+    for rows, in_class in zip(_thirds(head_bgr.shape[0]), classes, strict=True):
+        mine = weight * in_class
+        votes.append(float(mine.sum() + settings.own_third_weight * mine[rows].sum()))
+    return (votes[0], votes[1], votes[2])
+
+
+def read_lamp_head(
+    head: HeadImage, *, layout: LampLayout, settings: ReaderSettings = DEFAULT_READER
+) -> LampReading:
+    """Which lamp a single picture of the head shows lit (greyscale or BGR, any layout).
+
+    >>> head = np.zeros((24, 8, 3), np.uint8); head[17:23, 1:7] = (90, 255, 60)
+    >>> read_lamp_head(head, layout=LampLayout.VERTICAL)
+    LampReading(state=<LightState.GREEN: 'green'>, cue=<Cue.COLOUR: 'colour'>)
+    >>> read_lamp_head(head[..., 1], layout=LampLayout.VERTICAL)
+    LampReading(state=<LightState.GREEN: 'green'>, cue=<Cue.POSITION: 'position'>)
+    """
+    if head.size == 0:
+        return LampReading(state=LightState.UNKNOWN, cue=Cue.POSITION)
+    oriented = along_axis(head, layout)
+    if oriented.ndim == 3:
+        votes = colour_votes(oriented, settings)
+        total = sum(votes)
+        if total >= settings.min_votes:
+            best = max(range(3), key=votes.__getitem__)
+            state = _LAMPS[best] if votes[best] >= settings.min_vote_share * total else None
+            return LampReading(state=state or LightState.UNKNOWN, cue=Cue.COLOUR)
+        grey = np.asarray(oriented.max(axis=2), np.uint8)
+    else:
+        grey = oriented
+    return LampReading(state=read_by_position(lamp_levels(grey), settings), cue=Cue.POSITION)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import numpy as np
 from services.common.bus import Bus
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, Frame, FrameHeaderError, frame_from_message
+from services.detector.container import Truncation, find_truncation
 
 # A fixed, recognisable epoch (2024-01-01T00:00:00Z) that replay timestamps are offset from.
 REPLAY_EPOCH_MS = 1_704_067_200_000
@@ -34,6 +35,8 @@ class DroppedFrame:
     camera_id: str
     index: int
     reason: str
+    # Where the frame would have been, when the source can tell.
+    ts_ms: int | None = None
 
 
 SourceItem = Frame | DroppedFrame
@@ -57,9 +60,77 @@ def default_start_ts_ms(path: Path) -> int:
     return REPLAY_EPOCH_MS + (int(digest.hexdigest()[:12], 16) % (365 * 86_400)) * 1000
 
 
+class StreamClock:
+    """Frame times from the stream's own presentation timestamps, in ms since its start.
+
+    A frame without a usable timestamp (none, or not after the previous one) is placed one
+    nominal frame period after the previous frame, so times always increase.
+
+    >>> clock = StreamClock(fps=10)
+    >>> [clock.stamp(t) for t in (0.0, 40.0, 40.0, None, 1000.4)]
+    [0, 40, 140, 240, 1000]
+    >>> clock.next_estimate_ms()
+    1100
+    """
+
+    def __init__(self, *, fps: float) -> None:
+        self._period_ms = 1000 / fps
+        self._last_ms: float | None = None
+
+    def stamp(self, pts_ms: float | None) -> int:
+        last = self._last_ms
+        if pts_ms is None or pts_ms < 0 or (last is not None and pts_ms <= last):
+            pts_ms = 0.0 if last is None else last + self._period_ms
+        self._last_ms = pts_ms
+        return round(pts_ms)
+
+    def next_estimate_ms(self) -> int:
+        """Where the next frame would be at the nominal rate (for a frame that failed)."""
+        return 0 if self._last_ms is None else round(self._last_ms + self._period_ms)
+
+
+@dataclass
+class VideoReadReport:
+    """What a read of the file found, beyond the frames: for the replay's summary."""
+
+    claimed_frames: int
+    frames_decoded: int = 0
+    # Frames that failed between good ones: real losses, counted as drops.
+    frames_lost: int = 0
+    truncation: Truncation | None = None
+
+    def notes(self, path: Path) -> list[str]:
+        """Lines worth telling the user; empty for a clean file."""
+        if self.truncation is not None:
+            return [
+                f"{self.truncation.describe(path)}; {self.frames_decoded} frames were "
+                f"decoded before its end, of the {self.claimed_frames} the container lists"
+            ]
+        held = self.frames_decoded + self.frames_lost
+        if self.claimed_frames > held:
+            return [
+                f"the container lists {self.claimed_frames} frames, its stream holds "
+                f"{held} (an edit list or a wrong header; not counted as drops)"
+            ]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    index: int
+    ts_ms: int
+    reason: str
+
+
 class VideoFileSource:
-    """Frames of a video file. MJPG frames are passed on still encoded, so the detector can
-    decode them at reduced scale; other codecs are decoded to BGR by FFmpeg."""
+    """Frames of a video file, timed by the stream's own timestamps.
+
+    MJPG frames are passed on still encoded, so the detector can decode them at reduced
+    scale; other codecs are decoded to BGR by FFmpeg. A frame that fails is reported as a
+    :class:`DroppedFrame` only once a good frame follows it: failures at the end are the end
+    of the stream (a container that lists more frames than it holds, or a truncated file,
+    which :attr:`report` names), not frames lost.
+    """
 
     def __init__(
         self, path: Path, *, camera_id: str, fps: float, start_ts_ms: int | None = None
@@ -67,41 +138,81 @@ class VideoFileSource:
         """``start_ts_ms`` is frame 0's capture time; by default :func:`default_start_ts_ms`."""
         if not path.is_file():
             raise VideoOpenError(f"{path}: no such file")
-        capture = cv2.VideoCapture(str(path))
+        capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
         if not capture.isOpened():
             raise VideoOpenError(f"{path}: not a video this OpenCV build can open")
         fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
         self.codec = fourcc.decode("ascii", errors="replace").strip("\x00 ")
         self._raw_jpeg = fourcc == b"MJPG" and bool(capture.set(cv2.CAP_PROP_FORMAT, -1))
         self.frame_count = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
-        ok, first = capture.read()
-        if not ok or first is None or not self._usable(first):
-            capture.release()
-            raise VideoOpenError(f"{path}: cannot decode its first frame (codec {self.codec!r})")
+        self.resolution_wh = (
+            int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+        )
+        self.report = VideoReadReport(
+            claimed_frames=self.frame_count, truncation=find_truncation(path)
+        )
         self._capture = capture
-        self._first = first
         self._camera_id = camera_id
-        self._fps = fps
+        self._clock = StreamClock(fps=fps)
         self._start_ts_ms = default_start_ts_ms(path) if start_ts_ms is None else start_ts_ms
+        self._leading: list[_Failure] = []
+        self._first = self._first_good()
+        if self._first is None:
+            capture.release()
+            raise VideoOpenError(
+                f"{path}: cannot decode any of its first {len(self._leading)} frames "
+                f"(codec {self.codec!r})"
+            )
+
+    def _first_good(self) -> np.ndarray | None:
+        """Reads up to the first usable frame; a bad first frame does not condemn a file."""
+        for index in range(_MAX_CONSECUTIVE_FAILURES):
+            ok, data = self._capture.read()
+            if not ok:
+                if index >= self.frame_count:
+                    return None
+                reason = "read"
+            elif self._usable(data):
+                return np.asarray(data)
+            else:
+                reason = "decode"
+            self._leading.append(self._failure(index, reason))
+        return None
 
     def _usable(self, data: np.ndarray) -> bool:
         if self._raw_jpeg:
             return cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
         return data.ndim == 3 and data.size > 0
 
+    def _failure(self, index: int, reason: str) -> _Failure:
+        return _Failure(
+            index=index, ts_ms=self._start_ts_ms + self._clock.next_estimate_ms(), reason=reason
+        )
+
     def __iter__(self) -> Iterator[SourceItem]:
         capture = self._capture
+        # A truncated MJPG file's last frame is usually cut in two: check each frame's JPEG
+        # there, so that the cut one is seen as the end rather than as a frame lost.
+        check = self._raw_jpeg and self.report.truncation is not None
+        pending = list(self._leading)
         data: np.ndarray | None = self._first
-        index, failures = 0, 0
+        index = len(pending)
         try:
-            while failures < _MAX_CONSECUTIVE_FAILURES:
-                if data is None:
-                    failures += 1
-                    if index >= self.frame_count:  # read past the last frame: the end
-                        return
-                    yield DroppedFrame(camera_id=self._camera_id, index=index, reason="read")
+            while len(pending) < _MAX_CONSECUTIVE_FAILURES:
+                cut = (
+                    check
+                    and data is not None
+                    and index > len(self._leading)
+                    and not self._usable(data)
+                )
+                if data is None or cut:
+                    pending.append(self._failure(index, "read" if data is None else "decode"))
                 else:
-                    failures = 0
+                    yield from (self._dropped(failure) for failure in pending)
+                    self.report.frames_lost += len(pending)
+                    pending.clear()
+                    self.report.frames_decoded += 1
                     yield self._frame(index, data)
                 index += 1
                 ok, image = capture.read()
@@ -109,8 +220,16 @@ class VideoFileSource:
         finally:
             capture.release()
 
+    def _dropped(self, failure: _Failure) -> DroppedFrame:
+        return DroppedFrame(
+            camera_id=self._camera_id,
+            index=failure.index,
+            reason=failure.reason,
+            ts_ms=failure.ts_ms,
+        )
+
     def _frame(self, index: int, data: np.ndarray) -> Frame:
-        ts_ms = self._start_ts_ms + round(index * 1000 / self._fps)
+        ts_ms = self._start_ts_ms + self._clock.stamp(self._capture.get(cv2.CAP_PROP_POS_MSEC))
         if self._raw_jpeg:
             return Frame(camera_id=self._camera_id, index=index, ts_ms=ts_ms, jpeg=data.tobytes())
         return Frame(camera_id=self._camera_id, index=index, ts_ms=ts_ms, bgr=data)

@@ -21,9 +21,14 @@ from services.detector.decode import CorruptFrameError
 from services.detector.evidence import EvidenceSink
 from services.detector.metrics import DetectorMetrics
 from services.detector.pipeline import DetectorPipeline, DetectorSettings
+from services.detector.recorder import EvidenceRecorder
+from services.detector.result import FrameResult, SeenFrame
+from services.detector.signal import LightState
 from services.detector.sources import DroppedFrame, SourceItem
 
 EventSink = Callable[[ViolationEvent], None]
+# Receives every frame read, dropped ones included, with what the detector saw in it.
+FrameSink = Callable[[SeenFrame], None]
 SceneLookup = Callable[[str], SceneConfig | None]
 
 
@@ -67,9 +72,14 @@ class DetectorWorker:
         metrics: DetectorMetrics,
         evidence: EvidenceSink | None = None,
         settings: DetectorSettings | None = None,
+        frame_sinks: list[FrameSink] | None = None,
+        recorder: EvidenceRecorder | None = None,
     ) -> None:
+        """``recorder`` adds evidence panels to each event; ``frame_sinks`` see every frame."""
         self._scenes = scenes
         self._sinks = sinks
+        self._frame_sinks = frame_sinks or []
+        self._recorder = recorder
         self._metrics = metrics
         self._evidence = evidence
         self._settings = settings
@@ -77,25 +87,39 @@ class DetectorWorker:
         self.stats = WorkerStats()
 
     def run(self, items: Iterable[SourceItem]) -> WorkerStats:
-        for item in items:
-            self.handle(item)
+        """Handle every item, then :meth:`close`."""
+        try:
+            for item in items:
+                self.handle(item)
+        finally:
+            self.close()
         return self.stats
+
+    def close(self) -> None:
+        """Write the evidence still waiting for frames that will not come now."""
+        if self._recorder is not None:
+            self._recorder.close()
 
     def handle(self, item: SourceItem) -> list[ViolationEvent]:
         """Process one source item; never raises for a bad frame."""
         self.stats.frames_read += 1
         if isinstance(item, DroppedFrame):
             self._drop(item.camera_id, item.reason)
+            self._see_dropped(item.camera_id, item.index, item.ts_ms, item.reason)
             return []
         pipeline = self._pipeline(item.camera_id)
         if pipeline is None:
             self._drop(item.camera_id, "no_scene")
             return []
         try:
-            events = pipeline.process(item)
+            result = pipeline.process_frame(item)
         except CorruptFrameError as exc:
             self._drop(item.camera_id, exc.reason)
+            self._see_dropped(item.camera_id, item.index, item.ts_ms, exc.reason)
             return []
+        if self._recorder is not None:
+            result = self._recorder.observe(pipeline.scene, item, result)
+        events = list(result.events)
         self.stats.frames_processed += 1
         self._metrics.frames_processed.labels(camera_id=item.camera_id).inc()
         self._metrics.count_events(events)
@@ -103,7 +127,26 @@ class DetectorWorker:
             self.stats.events[event.type.value] += 1
             for sink in self._sinks:
                 sink(event)
+        self._see(SeenFrame(camera_id=item.camera_id, frame=item, result=result))
         return events
+
+    def _see_dropped(self, camera_id: str, index: int, ts_ms: int | None, reason: str) -> None:
+        if not self._frame_sinks:
+            return
+        pipeline = self._pipelines.get(camera_id)
+        when_ms = ts_ms if ts_ms is not None else 0
+        result = (
+            pipeline.held(index=index, ts_ms=when_ms, dropped=reason)
+            if pipeline is not None
+            else FrameResult(
+                frame=index, ts_ms=when_ms, signal=LightState.UNKNOWN, tracks=(), dropped=reason
+            )
+        )
+        self._see(SeenFrame(camera_id=camera_id, frame=None, result=result))
+
+    def _see(self, seen: SeenFrame) -> None:
+        for sink in self._frame_sinks:
+            sink(seen)
 
     def _pipeline(self, camera_id: str) -> DetectorPipeline | None:
         pipeline = self._pipelines.get(camera_id)
@@ -139,6 +182,15 @@ def jsonl_sink(handle: IO[str]) -> EventSink:
 
     def write(event: ViolationEvent) -> None:
         handle.write(json.dumps(event.to_dict(), separators=(",", ":")) + "\n")
+
+    return write
+
+
+def trace_sink(handle: IO[str]) -> FrameSink:
+    """Write each frame's trace line (the contracts' ``replay --trace`` form)."""
+
+    def write(seen: SeenFrame) -> None:
+        handle.write(json.dumps(seen.result.to_trace(), separators=(",", ":")) + "\n")
 
     return write
 

@@ -5,6 +5,7 @@ Pixel coordinates are in the source video's resolution, origin at the top left.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -16,9 +17,21 @@ from services.common.events import CAMERA_ID_PATTERN
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
+class LampLayout(StrEnum):
+    """How a 3-lamp head is stacked: red first (top or left), green last."""
+
+    VERTICAL = "vertical"
+    HORIZONTAL = "horizontal"
+
+
 class TrafficLight(StrictModel):
     roi: tuple[int, int, PositiveInt, PositiveInt] = Field(
-        description="x, y, w, h around a vertical 3-lamp head: red top, amber middle, green bottom"
+        description="x, y, w, h around a 3-lamp head"
+    )
+    layout: LampLayout = Field(
+        default=LampLayout.VERTICAL,
+        description="vertical: red top, amber middle, green bottom; "
+        "horizontal: red left, amber middle, green right",
     )
 
     @model_validator(mode="after")
@@ -74,16 +87,60 @@ class SceneConfig(StrictModel):
 
     @model_validator(mode="after")
     def verify_inside_frame(self) -> Self:
-        if self.resolution_wh is None or self.traffic_light is None:
-            return self
-        width, height = self.resolution_wh
-        x, y, w, h = self.traffic_light.roi
-        if x + w > width or y + h > height:
-            raise ValueError(
-                f"traffic_light.roi: {list(self.traffic_light.roi)} lies outside the "
-                f"{width}x{height} frame"
-            )
+        if self.resolution_wh is not None:
+            problem = self.outside_frame(self.resolution_wh)
+            if problem is not None:
+                raise ValueError(problem)
         return self
+
+    def misfit(self, frame_wh: tuple[int, int]) -> str | None:
+        """Why this scene cannot describe a video of ``frame_wh`` pixels, or ``None``.
+
+        A scene drawn at another ``resolution_wh`` is scaled to the video, so only its
+        shape must match; one without is in the video's own pixels and must lie inside it.
+
+        >>> s = SceneConfig(camera_id="c", city="x", fps=10, resolution_wh=(1280, 720))
+        >>> s.misfit((640, 360)) is None, s.misfit((640, 480))
+        (True, 'resolution_wh: 1280x720 is not the shape of the 640x480 video')
+        """
+        if self.resolution_wh is None:
+            return self.outside_frame(frame_wh)
+        (scene_w, scene_h), (width, height) = self.resolution_wh, frame_wh
+        # 1%: a 1920x1080 scene on a 1920x1088 stream (coded height) still fits.
+        if abs(scene_w * height - scene_h * width) > 0.01 * scene_w * height:
+            return (
+                f"resolution_wh: {scene_w}x{scene_h} is not the shape of the {width}x{height} video"
+            )
+        return None
+
+    def outside_frame(self, frame_wh: tuple[int, int]) -> str | None:
+        """The first piece of geometry that does not lie within a ``frame_wh`` frame, named
+        by its YAML key, or ``None`` when all of it does (edges count as inside).
+
+        >>> s = SceneConfig(camera_id="c", city="x", fps=10, stop_line={
+        ...     "points": [[0, 50], [120, 50]], "travel_direction": [0, -1]})
+        >>> s.outside_frame((100, 100))
+        'stop_line.points: [120.0, 50.0] lies outside the 100x100 frame'
+        """
+        width, height = frame_wh
+        where = f"lies outside the {width}x{height} frame"
+        if self.traffic_light is not None:
+            x, y, w, h = self.traffic_light.roi
+            if x + w > width or y + h > height:
+                return f"traffic_light.roi: {list(self.traffic_light.roi)} {where}"
+
+        def outside(point: PointXY) -> bool:
+            return not (0 <= point[0] <= width and 0 <= point[1] <= height)
+
+        if self.stop_line is not None:
+            for point in self.stop_line.points:
+                if outside(point):
+                    return f"stop_line.points: {list(point)} {where}"
+        for index, zone in enumerate(self.no_parking_zones):
+            for point in zone.polygon:
+                if outside(point):
+                    return f"no_parking_zones[{index}].polygon: {list(point)} {where}"
+        return None
 
     @model_validator(mode="after")
     def verify_unique_zone_names(self) -> Self:

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.common.config.catalogue import catalogue_path, load_catalogue
 from services.common.config.loader import ConfigError, load_model
-from services.common.config.scene import SceneConfig
+from services.common.config.scene import LampLayout, SceneConfig
 
 SCENE = {
     "camera_id": "wuzhen-cam-01",
@@ -57,6 +57,7 @@ def test_contract_scene_loads(tmp_path: Path) -> None:
         ("no_parking_zones.0.polygon", [[1, 1], [2, 2]], "no_parking_zones[0].polygon:"),
         ("no_parking_zones.0.max_dwell_s", 0, "no_parking_zones[0].max_dwell_s:"),
         ("traffic_light.roi", [1250, 30, 60, 150], "traffic_light.roi: [1250, 30, 60, 150] lies"),
+        ("traffic_light.layout", "diagonal", "traffic_light.layout: Input should be 'vertical'"),
         ("camera_id", "Wuzhen Cam", "camera_id:"),
         ("fps", 0, "fps:"),
         ("surprise", 1, "surprise: Extra inputs are not permitted"),
@@ -67,6 +68,16 @@ def test_bad_scene_names_the_key(tmp_path: Path, key: str, value: object, expect
         load_model(SceneConfig, write(tmp_path, with_change(key, value)))
     assert expected in str(info.value)
     assert str(info.value).startswith(str(tmp_path / "scene.yaml"))
+
+
+def test_lamp_layout_defaults_to_vertical_and_reads_horizontal(tmp_path: Path) -> None:
+    vertical = load_model(SceneConfig, write(tmp_path, SCENE))
+    horizontal = load_model(
+        SceneConfig, write(tmp_path, with_change("traffic_light.layout", "horizontal"))
+    )
+    assert vertical.traffic_light is not None and horizontal.traffic_light is not None
+    assert vertical.traffic_light.layout is LampLayout.VERTICAL
+    assert horizontal.traffic_light.layout is LampLayout.HORIZONTAL
 
 
 def test_light_without_stop_line_is_rejected(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.detector.geometry import BoxXYWH, box_intersection, box_iou
-from services.detector.tracker import _match_score
+from services.detector.tracker.association import match_score
 
 
 def reference_intersection(a: BoxXYWH, b: BoxXYWH) -> float:
@@ -74,4 +74,4 @@ def test_written_out_geometry_matches_min_max_formulation_bit_for_bit(
     # repr tells 0.0 from -0.0 and shows every bit of the mantissa.
     assert repr(box_intersection(a, b)) == repr(reference_intersection(a, b))
     assert repr(box_iou(a, b)) == repr(reference_iou(a, b))
-    assert repr(_match_score(a, b)) == repr(reference_match_score(a, b))
+    assert repr(match_score(a, b)) == repr(reference_match_score(a, b))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from services.detector.persistence import PersistentForeground
+from services.detector.tracker.persistence import PersistentForeground
 
 
 def test_standing_block_persists_and_passing_block_does_not() -> None:

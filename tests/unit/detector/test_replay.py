@@ -5,38 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import pytest
 from typer.testing import CliRunner
 
 from services.cli import app
-from tests.unit.detector.synth import FPS, HEIGHT, WIDTH, Vehicle, cycle, render, scene, straight
+from tests.unit.detector.videos import write_mjpg
 
 VTEST = Path("/usr/share/doc/opencv-doc/examples/data/vtest.avi")
 runner = CliRunner()
-
-
-def write_video(path: Path, *, corrupt_frame: int | None = None) -> None:
-    """A 12 s MJPG clip of one car running the red; optionally break one frame's JPEG."""
-    car = Vehicle(path=straight(start_xy=(300, 370), velocity_xy=(0, -8), first=30))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
-    for index in range(120):
-        writer.write(render(index, [car], cycle(red=(40, 200))))
-    writer.release()
-    if corrupt_frame is not None:
-        data = bytearray(path.read_bytes())
-        start = -1
-        for _ in range(corrupt_frame + 1):
-            start = data.index(b"\xff\xd8\xff", start + 1)
-        data[start : start + 64] = bytes(64)  # no JPEG header: undecodable
-        path.write_bytes(bytes(data))
-
-
-@pytest.fixture
-def scene_file(tmp_path: Path) -> Path:
-    path = tmp_path / "scene.yaml"
-    path.write_text(json.dumps(scene().model_dump(mode="json")))
-    return path
 
 
 def replay(video: Path, scene_path: Path, out: Path, *extra: str) -> tuple[int, str, list[dict]]:
@@ -49,7 +25,7 @@ def replay(video: Path, scene_path: Path, out: Path, *extra: str) -> tuple[int, 
 
 def test_replay_finds_the_runner_and_is_repeatable(tmp_path: Path, scene_file: Path) -> None:
     video = tmp_path / "clip.avi"
-    write_video(video)
+    write_mjpg(video)
     code, output, events = replay(
         video, scene_file, tmp_path / "a.jsonl", "--snapshots", str(tmp_path / "ev")
     )
@@ -64,7 +40,7 @@ def test_replay_finds_the_runner_and_is_repeatable(tmp_path: Path, scene_file: P
 
 def test_corrupt_frame_is_skipped_and_counted(tmp_path: Path, scene_file: Path) -> None:
     video = tmp_path / "broken.avi"
-    write_video(video, corrupt_frame=60)
+    write_mjpg(video, corrupt_frames=(60,))
     code, output, events = replay(video, scene_file, tmp_path / "out.jsonl")
     assert code == 0, output
     assert "frames read: 120" in output and "dropped: 1" in output

@@ -7,7 +7,7 @@ import pytest
 from services.detector.geometry import BoxXYWH
 from services.detector.rules import RedLightRule
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import Track
+from services.detector.tracker import Move, TrackView
 
 
 def red_signal() -> SignalTimeline:
@@ -17,23 +17,16 @@ def red_signal() -> SignalTimeline:
     return signal
 
 
-def crossing_track(previous_box: BoxXYWH, box: BoxXYWH) -> Track:
-    def centre(b: BoxXYWH) -> tuple[float, float]:
-        return (b[0] + b[2] / 2, b[1] + b[3] / 2)
-
-    return Track(
+def crossing_track(previous_box: BoxXYWH, box: BoxXYWH) -> TrackView:
+    return TrackView(
         track_id=1,
-        box=box,
-        origin=(0.0, 0.0),
-        last_frame=10,
+        box_xywh=box,
         size_wh=(box[2], box[3]),
         hits=10,
-        moved=True,
-        previous_centre=centre(previous_box),
-        observed_centre=centre(box),
-        previous_box=previous_box,
-        observed_box=box,
-        observed_frame=10,
+        established=True,
+        coasting=False,
+        last_move=Move(from_box_xywh=previous_box, to_box_xywh=box, frames=1),
+        stay=None,
     )
 
 

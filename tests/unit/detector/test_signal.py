@@ -1,59 +1,197 @@
-"""Lamp-head reading and the smoothed, back-dated signal timeline."""
+"""Lamp-head reading (one picture, no warm-up) and the smoothed, back-dated signal timeline."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-from services.detector.signal import LampClassifier, LightState, SignalTimeline, lamp_levels
+from services.common.config.scene import LampLayout
+from services.detector.signal import (
+    Cue,
+    LightState,
+    SignalTimeline,
+    crop_head,
+    lamp_levels,
+    read_by_position,
+    read_lamp_head,
+)
+
+RED, AMBER, GREEN = LightState.RED, LightState.AMBER, LightState.GREEN
+PHASES = (RED, AMBER, GREEN)
+# LED colours as cameras record them (BGR): red leans orange, signal green leans blue.
+LIT_BGR = {RED: (50, 60, 255), AMBER: (0, 165, 255), GREEN: (170, 255, 70)}
+ORANGE_RED_BGR = (40, 85, 255)
+YELLOW_AMBER_BGR = (20, 200, 250)
 
 
-def head(lit: int | None, *, lit_level: int, unlit_level: int, noise: float = 0.0) -> np.ndarray:
-    """A 30x10 greyscale head: three 10x10 lamps, ``lit`` (0 top .. 2 bottom) bright."""
-    rng = np.random.default_rng(lit or 0)
-    roi = np.full((30, 10), 15.0)
-    for i in range(3):
-        roi[i * 10 + 2 : i * 10 + 8, 2:8] = lit_level if i == lit else unlit_level
-    return (roi + rng.normal(0, noise, roi.shape)).clip(0, 255).astype(np.uint8)
+def synthetic_head(
+    lit: LightState | None,
+    *,
+    layout: LampLayout = LampLayout.VERTICAL,
+    size_wh: tuple[int, int] = (30, 90),
+    bloom: bool = False,
+    phantom: float = 0.0,
+    gain: float = 1.0,
+    margin_px: int = 0,
+    margin_bgr: tuple[int, int, int] = (120, 125, 130),
+    lit_bgr: tuple[int, int, int] | None = None,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """A BGR picture of a 3-lamp head (``size_wh`` as if vertical) with ``lit`` on.
+
+    ``bloom`` washes the lit core out towards white and spreads a halo of its colour over the
+    head; ``phantom`` tints each unlit lamp with that share of its own colour (a dull lens in
+    daylight); ``gain`` scales the whole picture (exposure).
+    """
+    width, height = size_wh
+    head = np.full((height + 2 * margin_px, width + 2 * margin_px, 3), margin_bgr, np.float32)
+    head[margin_px : margin_px + height, margin_px : margin_px + width] = (14, 14, 14)
+    radius = max(min(width, height / 3) * 0.42, 1.0)
+    glow = np.zeros_like(head)
+    for i, state in enumerate(PHASES):
+        centre = (margin_px + width / 2, margin_px + height * (2 * i + 1) / 6)
+        centre_px = (round(centre[0] * 8), round(centre[1] * 8))
+        colour = np.array(lit_bgr if (lit_bgr and state is lit) else LIT_BGR[state], np.float32)
+        if state is lit:
+            core = colour * 0.55 + 110 if bloom else colour
+            cv2.circle(head, centre_px, round(radius * 8), core.tolist(), -1, cv2.LINE_AA, 3)
+            if bloom:
+                spot = np.zeros(head.shape[:2], np.float32)
+                cv2.circle(spot, centre_px, round(radius * 8), 1.0, -1, cv2.LINE_AA, 3)
+                spot = cv2.GaussianBlur(spot, (0, 0), sigmaX=radius * 1.2)
+                glow += spot[:, :, None] / max(float(spot.max()), 1e-6) * colour * 1.3
+        else:
+            unlit = colour * phantom + 18
+            cv2.circle(head, centre_px, round(radius * 8), unlit.tolist(), -1, cv2.LINE_AA, 3)
+    picture = (head + glow) * gain
+    picture += np.random.default_rng(seed).normal(0, noise, picture.shape)
+    out = picture.clip(0, 255).astype(np.uint8)
+    return out if layout is LampLayout.VERTICAL else np.ascontiguousarray(out.swapaxes(0, 1))
+
+
+LOOKS = {
+    "plain": {},
+    "led-9x23-bloom": {"size_wh": (9, 23), "bloom": True},
+    "led-9x23-bloom-phantom": {"size_wh": (9, 23), "bloom": True, "phantom": 0.3},
+    "led-bloom-in-margins": {"bloom": True, "phantom": 0.25, "margin_px": 8},
+    "dusk-noisy": {"gain": 0.5, "noise": 4.0},
+    "exposure-up": {"size_wh": (9, 23), "bloom": True, "gain": 1.4},
+    "exposure-down": {"size_wh": (9, 23), "bloom": True, "gain": 0.55},
+    "tree-behind": {"size_wh": (12, 30), "margin_px": 6, "margin_bgr": (60, 140, 70)},
+}
+
+
+@pytest.mark.parametrize("layout", list(LampLayout))
+@pytest.mark.parametrize("look", list(LOOKS))
+@pytest.mark.parametrize("lit", PHASES)
+def test_one_picture_reads_the_lit_lamp(layout: LampLayout, look: str, lit: LightState) -> None:
+    head = synthetic_head(lit, layout=layout, **LOOKS[look])  # type: ignore[arg-type]
+    reading = read_lamp_head(head, layout=layout)
+    assert reading.state is lit, reading
+
+
+@pytest.mark.parametrize("layout", list(LampLayout))
+@pytest.mark.parametrize("lit", PHASES)
+def test_greyscale_head_reads_by_position(layout: LampLayout, lit: LightState) -> None:
+    head = synthetic_head(lit, layout=layout, phantom=0.2)
+    grey = cv2.cvtColor(head, cv2.COLOR_BGR2GRAY)
+    reading = read_lamp_head(grey, layout=layout)
+    assert (reading.state, reading.cue) == (lit, Cue.POSITION)
 
 
 @pytest.mark.parametrize(
-    ("lit", "lit_level", "unlit_level", "noise", "expected"),
+    ("lit", "lit_bgr"),
+    [(RED, ORANGE_RED_BGR), (AMBER, YELLOW_AMBER_BGR), (AMBER, LIT_BGR[AMBER])],
+)
+@pytest.mark.parametrize("bloom", [False, True])
+def test_amber_and_red_are_told_apart(
+    lit: LightState, lit_bgr: tuple[int, int, int], bloom: bool
+) -> None:
+    head = synthetic_head(lit, size_wh=(9, 23), bloom=bloom, lit_bgr=lit_bgr)
+    assert read_lamp_head(head, layout=LampLayout.VERTICAL).state is lit
+
+
+def test_red_bloom_over_the_amber_lamp_still_reads_red() -> None:
+    # A red lamp so bright that its halo covers the amber lamp's third.
+    head = synthetic_head(RED, size_wh=(9, 23), bloom=True, gain=1.6)
+    assert read_lamp_head(head, layout=LampLayout.VERTICAL).state is RED
+
+
+def test_dark_or_blank_head_is_unknown() -> None:
+    dark = synthetic_head(None, phantom=0.0)
+    assert read_lamp_head(dark, layout=LampLayout.VERTICAL).state is LightState.UNKNOWN
+    blank = np.full((23, 9, 3), 128, np.uint8)
+    assert read_lamp_head(blank, layout=LampLayout.VERTICAL).state is LightState.UNKNOWN
+    assert read_lamp_head(blank[:0], layout=LampLayout.VERTICAL).state is LightState.UNKNOWN
+
+
+def test_white_lit_lamp_with_no_hue_falls_back_to_position() -> None:
+    head = synthetic_head(GREEN, lit_bgr=(250, 250, 250))
+    reading = read_lamp_head(head, layout=LampLayout.VERTICAL)
+    assert (reading.state, reading.cue) == (GREEN, Cue.POSITION)
+
+
+@pytest.mark.parametrize("layout", list(LampLayout))
+@pytest.mark.parametrize("first", PHASES)
+def test_state_is_known_from_the_first_frame_in_any_phase(
+    layout: LampLayout, first: LightState
+) -> None:
+    """No warm-up: a clip that starts mid-phase is dated from frame 0, and a lamp lit for the
+    whole clip (never seen dark) reads the same throughout."""
+    timeline = SignalTimeline(confirm_frames=3)
+    for frame in range(60):
+        head = synthetic_head(first, layout=layout, size_wh=(9, 23), bloom=True, seed=frame)
+        timeline.update(frame=frame, reading=read_lamp_head(head, layout=layout).state)
+    assert timeline.state_at(0) is first
+    assert timeline.state_at(59) is first
+
+
+@pytest.mark.parametrize(
+    ("levels", "expected"),
     [
-        (0, 90, 30, 0, LightState.RED),  # pure red is dim in grey, still far above unlit
-        (1, 180, 30, 0, LightState.AMBER),
-        (2, 150, 30, 0, LightState.GREEN),
-        (0, 45, 18, 4, LightState.RED),  # dusk: everything at half brightness, noisy
-        (0, 100, 80, 0, LightState.RED),  # grey unlit lamps almost as bright as a lit red
-        (None, 0, 40, 0, LightState.UNKNOWN),  # dark head
+        ((100.0, 100.0, 20.0), LightState.UNKNOWN),  # two lamps equally lit
+        ((20.0, 100.0, 100.0), LightState.UNKNOWN),
+        ((100.0, 20.0, 20.0), RED),
+        ((20.0, 20.0, 100.0), GREEN),
+        ((100.0, 80.0, 80.0), RED),  # grey unlit lamps almost as bright as a lit red
+        ((45.0, 18.0, 18.0), RED),  # dusk: everything at half brightness
+        ((40.0, 30.0, 35.0), LightState.UNKNOWN),  # no lamp clearly lit
     ],
 )
-def test_classify_lamp_head(
-    lit: int | None, lit_level: int, unlit_level: int, noise: float, expected: LightState
+def test_read_by_position(levels: tuple[float, float, float], expected: LightState) -> None:
+    assert read_by_position(levels) is expected
+
+
+@pytest.mark.parametrize(
+    ("shape", "roi_xywh", "factor", "expected_shape"),
+    [
+        ((1080, 1920, 3), (1683, 75, 9, 22), 1.0, (22, 9, 3)),
+        ((270, 480, 3), (1683, 75, 9, 22), 0.25, (7, 3, 3)),  # rounded outwards
+        ((270, 480, 3), (1916, 1076, 4, 4), 0.25, (1, 1, 3)),  # clipped, never empty
+    ],
+)
+def test_crop_head(
+    shape: tuple[int, int, int],
+    roi_xywh: tuple[int, int, int, int],
+    factor: float,
+    expected_shape: tuple[int, int, int],
 ) -> None:
-    roi = head(lit, lit_level=lit_level, unlit_level=unlit_level, noise=noise)
-    assert LampClassifier().classify(lamp_levels(roi)) == expected
-
-
-def test_unlit_level_is_learnt_per_lamp() -> None:
-    # This head's unlit amber is brighter than its unlit red and green; once each lamp has
-    # been seen dark, a lit red still reads as red.
-    classifier = LampClassifier()
-    levels = {LightState.GREEN: (40.0, 70.0, 160.0), LightState.RED: (120.0, 70.0, 40.0)}
-    assert classifier.classify(levels[LightState.GREEN]) == LightState.GREEN
-    assert classifier.classify(levels[LightState.RED]) == LightState.RED
+    picture = np.zeros(shape, np.uint8)
+    assert crop_head(picture, roi_xywh=roi_xywh, factor=factor).shape == expected_shape
 
 
 def test_timeline_confirms_and_backdates_changes() -> None:
     timeline = SignalTimeline(confirm_frames=3)
-    readings = [LightState.GREEN] * 5 + [LightState.RED, LightState.UNKNOWN, LightState.RED]
-    readings += [LightState.RED] * 4
+    readings = [GREEN] * 5 + [RED, LightState.UNKNOWN, RED]
+    readings += [RED] * 4
     changes = [timeline.update(frame=i, reading=r) for i, r in enumerate(readings)]
     confirmed = [c for c in changes if c is not None]
-    assert [(c.frame, c.state) for c in confirmed] == [(0, LightState.GREEN), (7, LightState.RED)]
+    assert [(c.frame, c.state) for c in confirmed] == [(0, GREEN), (7, RED)]
     # A one-frame glitch does not change the state; a real change is dated to its first frame.
-    assert timeline.state_at(5) == LightState.GREEN
-    assert timeline.state_at(7) == LightState.RED
+    assert timeline.state_at(5) == GREEN
+    assert timeline.state_at(7) == RED
     assert timeline.decided_through == len(readings) - 3
 
 
@@ -76,16 +214,3 @@ def test_lamp_levels_match_sorting_formulation_exactly(seed: int) -> None:
     high = 256 if seed % 2 else 4
     roi = rng.integers(0, high, (height, width), dtype=np.uint8)
     assert lamp_levels(roi) == reference_lamp_levels(roi)
-
-
-@pytest.mark.parametrize(
-    ("levels", "expected"),
-    [
-        ((100.0, 100.0, 20.0), LightState.UNKNOWN),  # two lamps equally lit
-        ((20.0, 100.0, 100.0), LightState.UNKNOWN),
-        ((100.0, 20.0, 20.0), LightState.RED),
-        ((20.0, 20.0, 100.0), LightState.GREEN),
-    ],
-)
-def test_classify_first_reading(levels: tuple[float, float, float], expected: LightState) -> None:
-    assert LampClassifier().classify(levels) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.detector.geometry import BoxXYWH
-from services.detector.tracker import Tracker, TrackerSettings, side_by_side
+from services.detector.tracker import StandingRegions, Tracker, TrackerSettings, side_by_side
 
 FPS = 10
 
@@ -36,7 +36,7 @@ def test_piece_of_a_vehicle_ahead_of_its_lagging_track_is_joined() -> None:
         step(tracker, frame, pieces)
         (bus,) = tracker.tracks
         assert bus.track_id == 1
-        assert bus.box[1] <= max(top, 87.0)
+        assert bus.box_xywh[1] <= max(top, 87.0)
 
 
 def parked_pair(*, fill: float) -> Tracker:
@@ -60,13 +60,21 @@ def test_tracks_whose_place_is_empty_inside_a_merged_blob_end() -> None:
     assert len(parked_pair(fill=0.05).tracks) == 1
 
 
-def settle(tracker: Tracker, first: int, last: int, region: BoxXYWH, merged: BoxXYWH) -> None:
+def settle(
+    tracker: Tracker,
+    regions: StandingRegions,
+    frames: range,
+    *,
+    region: BoxXYWH,
+    merged: BoxXYWH,
+) -> None:
     """Frames where the persistent foreground holds ``region`` while the mask's only blob is
     ``merged`` (the region and the traffic beside it)."""
-    for frame in range(first, last):
+    for frame in frames:
         step(tracker, frame, [merged])
         tracker.adopt_standing(
-            [region], frame=frame, since_frame=frame - FPS, since_ts_ms=(frame - FPS) * 100
+            regions.update([region], since_frame=frame - FPS, since_ts_ms=(frame - FPS) * 100),
+            frame=frame,
         )
 
 
@@ -77,22 +85,25 @@ def test_vehicle_standing_inside_a_merged_blob_gets_a_standing_track() -> None:
     car = (120.0, 106.0, 30.0, 14.0)
     for frame in range(0, 10):
         step(tracker, frame, [(40.0 + 8 * frame, 100.0, 60.0, 30.0)])
-    settle(tracker, 10, 30, car, (100.0, 95.0, 70.0, 30.0))
+    settle(tracker, StandingRegions(), range(10, 30), region=car, merged=(100.0, 95.0, 70.0, 30.0))
     standing = [t for t in tracker.tracks if t.stationary]
-    assert [t.box for t in standing] == [car]
+    assert [t.box_xywh for t in standing] == [car]
     # It stood from the window before the region first showed, and settled: since frame 0.
-    assert standing[0].still_since_frame == 0
+    assert standing[0].stay is not None
+    assert standing[0].stay.since_frame == 0
     assert standing[0].established
 
 
 def test_standing_region_while_it_still_grows_or_already_tracked_is_not_adopted() -> None:
     tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
     car = (120.0, 106.0, 30.0, 14.0)
+    regions = StandingRegions()
     for frame in range(0, 30):
         step(tracker, frame, [car])
         # The region grows as the car pulls in, then matches the car's own (standing) track.
         region = (120.0, 106.0, min(30.0, 10.0 + frame), 14.0)
-        tracker.adopt_standing([region], frame=frame, since_frame=frame, since_ts_ms=frame * 100)
+        settled = regions.update([region], since_frame=frame, since_ts_ms=frame * 100)
+        tracker.adopt_standing(settled, frame=frame)
     assert len(tracker.tracks) == 1
 
 
@@ -100,8 +111,8 @@ def test_sliver_region_is_not_adopted() -> None:
     """A kerb line lit up by a shaken frame stays put too, but has no vehicle's shape."""
     tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
     sliver = (100.0, 104.0, 40.0, 3.0)
-    settle(tracker, 0, 20, sliver, (90.0, 95.0, 70.0, 30.0))
-    assert all(t.box != sliver for t in tracker.tracks)
+    settle(tracker, StandingRegions(), range(20), region=sliver, merged=(90.0, 95.0, 70.0, 30.0))
+    assert all(t.box_xywh != sliver for t in tracker.tracks)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +142,6 @@ def test_vehicles_side_by_side_that_part_get_a_track_each() -> None:
     for frame in range(40, 50):
         y = 140.0 - 4 * (frame - 30)
         step(tracker, frame, [(140.0, y, 16.0, 35.0), (160.0, y - 2 * (frame - 40), 16.0, 35.0)])
-    pair = [t for t in tracker.tracks if t.established and t.box[0] >= 130]
-    assert sorted(t.box[0] for t in pair) == [140.0, 160.0]
+    pair = [t for t in tracker.tracks if t.established and t.box_xywh[0] >= 130]
+    assert sorted(t.box_xywh[0] for t in pair) == [140.0, 160.0]
     assert all(t.size_wh[0] < 20 for t in pair)

@@ -14,9 +14,10 @@ from services.cli import app
 from services.common.bus.memory import InMemoryBus
 from services.common.config.catalogue import catalogue_path
 from services.common.config.loader import ConfigError, load_model
-from services.common.config.scene import SceneConfig
+from services.common.config.scene import LampLayout, SceneConfig
 from services.common.frames import FRAMES_TOPIC, frame_from_message
 from simulators.feed import VARIANTS, publish_frames, simulate_camera, write_recording
+from simulators.render import LED_VARIANTS, exposure_gain
 from simulators.truth import load_truth
 
 SMALL = (320, 180)
@@ -24,14 +25,54 @@ SMALL = (320, 180)
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_shows_the_signal_state_in_the_roi(variant: str) -> None:
-    camera = simulate_camera("wuzhen-cam-01", seconds=30, variant=variant, resolution_wh=SMALL)
+    # A small LED head is 6x15 native pixels: too few at 320x180 to split into thirds.
+    resolution_wh = (1280, 720) if variant in LED_VARIANTS else SMALL
+    camera = simulate_camera(
+        "wuzhen-cam-01", seconds=30, variant=variant, resolution_wh=resolution_wh
+    )
     assert camera.scene.traffic_light is not None
     x, y, w, h = camera.scene.traffic_light.roi
-    for index in (0, 150, 260):  # green, amber and red in wuzhen-cam-01's cycle
+    horizontal = camera.scene.traffic_light.layout is LampLayout.HORIZONTAL
+    for index in (0, 150, 260):  # green, red and green in wuzhen-cam-01's cycle
         grey = cv2.cvtColor(camera.render(index), cv2.COLOR_BGR2GRAY)[y : y + h, x : x + w]
-        thirds = [grey[k * h // 3 : (k + 1) * h // 3].max() for k in range(3)]
+        if horizontal:
+            grey = grey.T
+        length = grey.shape[0]
+        thirds = [grey[k * length // 3 : (k + 1) * length // 3].max() for k in range(3)]
         lit = ("red", "amber", "green")[int(np.argmax(thirds))]
         assert lit == camera.light_state(index), (variant, index, thirds)
+
+
+@pytest.mark.parametrize(
+    ("variant", "layout"), [("led", "vertical"), ("led_horizontal", "horizontal")]
+)
+def test_led_variants_hand_out_a_tight_roi_around_a_small_head(variant: str, layout: str) -> None:
+    camera = simulate_camera(
+        "wuzhen-cam-01", seconds=1, variant=variant, resolution_wh=(1920, 1080)
+    )
+    assert camera.scene.traffic_light is not None
+    _, _, w, h = camera.scene.traffic_light.roi
+    assert camera.scene.traffic_light.layout == layout
+    assert sorted((w, h)) == [9, 22]
+
+
+def test_exposure_variant_steps_the_whole_picture_within_a_few_frames() -> None:
+    camera = simulate_camera("wuzhen-cam-02", seconds=14, variant="exposure", resolution_wh=SMALL)
+    means = [float(camera.render(i).mean()) for i in (55, 59, 63, 70)]
+    assert means[1] == pytest.approx(means[0], rel=0.02)
+    assert means[2] < means[1] * 0.75
+    assert means[3] == pytest.approx(means[2], rel=0.03)
+    assert exposure_gain(63, fps=camera.fps) < 1
+
+
+def test_signal_offset_starts_the_clip_anywhere_in_the_cycle() -> None:
+    starts = {
+        offset: simulate_camera(
+            "wuzhen-cam-01", seconds=1, resolution_wh=SMALL, signal_offset_s=offset
+        ).light_state(0)
+        for offset in (0.0, 13.0, 20.0)
+    }
+    assert starts == {0.0: "green", 13.0: "amber", 20.0: "red"}
 
 
 def test_night_is_darker_than_day_and_frames_have_the_requested_size() -> None:

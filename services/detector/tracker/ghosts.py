@@ -1,0 +1,69 @@
+"""The one place that decides what may be, and what is, a ghost.
+
+A vehicle that stands in the very first frames is learnt into the background; when it
+drives off, the road it uncovers shows up as foreground shaped like that vehicle: a ghost.
+Only the first frames can leave one: from then on the background never learns where a
+vehicle stands. So a blob first seen after the start-up seconds is a vehicle that arrived,
+while one seen earlier counts as a vehicle only once it travels; and a track that stands on
+road that looks as the background held it before is a ghost once it has looked so for a few
+frames running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from services.detector.geometry import BoxXYWH
+from services.detector.tracker.track import Track
+
+# A standing track must look like a ghost this many frames running before it is dropped.
+GHOST_FRAMES = 5
+
+
+class Ghosts:
+    """Start-up window and ghost evidence for one camera's tracks."""
+
+    def __init__(self, *, startup_frames: int) -> None:
+        self._startup_frames = startup_frames
+        self._first_frame: int | None = None
+        # Consecutive frames each standing track has looked like a ghost.
+        self._looked: dict[int, int] = {}
+
+    def see(self, frame: int) -> None:
+        """Note a frame; the first one starts the start-up window."""
+        if self._first_frame is None:
+            self._first_frame = frame
+
+    def arrived(self, frame: int) -> bool:
+        """Whether a blob first seen at ``frame`` came into the scene rather than being left
+        over from the start.
+
+        A vehicle that shows up after the start-up seconds arrived, even if its track did
+        not see it travel (it drove in merged with another vehicle's blob, then parted).
+
+        >>> ghosts = Ghosts(startup_frames=30); ghosts.see(100)
+        >>> ghosts.arrived(110), ghosts.arrived(131)
+        (False, True)
+        """
+        return frame - (self._first_frame or 0) > self._startup_frames
+
+    def confirmed(
+        self, tracks: Iterable[Track], *, looks_like_ghost: Callable[[BoxXYWH], bool]
+    ) -> list[Track]:
+        """The standing tracks that have looked like a ghost for ``GHOST_FRAMES`` running.
+
+        ``looks_like_ghost`` tells whether this frame shows road where a box stands.
+        """
+        ghosts: list[Track] = []
+        looked: dict[int, int] = {}
+        for track in tracks:
+            if not track.stationary or not looks_like_ghost(track.box):
+                continue
+            count = self._looked.get(track.track_id, 0) + 1
+            if count < GHOST_FRAMES:
+                looked[track.track_id] = count
+            else:
+                ghosts.append(track)
+        # Counts run only while a track looks like a ghost frame after frame.
+        self._looked = looked
+        return ghosts
