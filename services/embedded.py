@@ -22,10 +22,11 @@ import typer
 from prometheus_client import CollectorRegistry, Counter
 from rich.markup import escape
 
-from services.common.bus import Bus, BusMessage, open_bus
+from services.common.bus import Bus, BusError, BusMessage, open_bus
 from services.common.config.catalogue import Catalogue, load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, fail, out
+from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
 from services.common.queue import ControlCenterQueue, open_queue
 from services.control_center.http import create_app, start_server
 from services.detector.evidence import EvidenceWriter
@@ -281,7 +282,9 @@ def run_command(
             evidence_dir=evidence_dir,
         )
         the_bus, the_queue = open_bus(bus), open_queue(queue)
-    except (ConfigError, ValueError) as exc:
+        # Fails at once, naming it, when the bus does not answer.
+        the_bus.ensure_topics([VIOLATIONS_TOPIC, VIOLATIONS_DLQ_TOPIC])
+    except (ConfigError, ValueError, BusError) as exc:
         raise fail(str(exc)) from None
     try:
         summary = asyncio.run(

@@ -7,19 +7,21 @@ import signal
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import cv2
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from services.common.bus import open_bus
+from services.common.bus import Bus, BusError, open_bus
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.paths import SCENES_DIR, config_path
 from services.common.config.scene import SceneConfig
 from services.common.console import err, fail, out
+from services.common.events import VIOLATIONS_TOPIC
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
@@ -80,20 +82,25 @@ def replay_command(
         )
     except VideoOpenError as exc:
         raise fail(str(exc)) from None
-    bus = open_bus(bus_url) if bus_url else None
-    events_path.parent.mkdir(parents=True, exist_ok=True)
-    with events_path.open("w", encoding="utf-8") as handle, _progress() as progress:
-        sinks: list[EventSink] = [jsonl_sink(handle)]
-        if bus is not None:
-            sinks.append(bus_sink(bus))
-        task = progress.add_task(video.name, total=source.frame_count or None)
-        summary = replay(
-            source,
-            scene=scene,
-            sinks=sinks,
-            evidence=EvidenceWriter(snapshots) if snapshots else None,
-            on_item=lambda: progress.advance(task),
-        )
+    bus = _events_bus(bus_url) if bus_url else None
+    evidence = EvidenceWriter(_writable_dir("--snapshots", snapshots)) if snapshots else None
+    handle = _events_file(events_path)
+    try:
+        with handle, _progress() as progress:
+            sinks: list[EventSink] = [jsonl_sink(handle)]
+            if bus is not None:
+                sinks.append(bus_sink(bus))
+            task = progress.add_task(video.name, total=source.frame_count or None)
+            summary = replay(
+                source,
+                scene=scene,
+                sinks=sinks,
+                evidence=evidence,
+                on_item=lambda: progress.advance(task),
+            )
+    except OSError as exc:
+        # Events are written line by line, so a full disk shows at the first event.
+        raise fail(f"--events {events_path}: {exc.strerror or exc}") from None
     if bus is not None:
         bus.flush()
         bus.close()
@@ -103,7 +110,42 @@ def replay_command(
         f"dropped: {stats.frames_dropped} {dict(stats.dropped) or ''}".rstrip()
     )
     out.print(f"fps: {summary.fps:.1f} ({summary.seconds:.2f} s)")
-    out.print(f"events: {sum(stats.events.values())} {dict(stats.events)} -> {events_path}")
+    out.print(
+        f"events: {sum(stats.events.values())} {dict(stats.events)} -> {escape(str(events_path))}"
+    )
+
+
+def _writable_dir(option: str, path: Path, *, shown: Path | None = None) -> Path:
+    """``path``, created if need be; one that cannot be a directory fails the command, naming
+    ``option`` and ``shown`` (the path as given)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        # mkdir says "File exists" or "Not a directory" of a parent that is a file: say which.
+        file = next(p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+        raise fail(f"{option} {shown or path}: {file} is a file, not a directory") from None
+    except OSError as exc:
+        raise fail(f"{option} {shown or path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _events_file(path: Path) -> TextIO:
+    """The events file, opened before any work is done, line-buffered."""
+    _writable_dir("--events", path.parent, shown=path)
+    try:
+        return path.open("w", encoding="utf-8", buffering=1)
+    except OSError as exc:
+        raise fail(f"--events {path}: {exc.strerror or exc}") from None
+
+
+def _events_bus(url: str) -> Bus:
+    """The bus events are published on, checked to answer before any work is done."""
+    try:
+        bus = open_bus(url)
+        bus.ensure_topics([VIOLATIONS_TOPIC])
+    except (ValueError, BusError) as exc:
+        raise fail(f"--bus {url}: {exc}") from None
+    return bus
 
 
 def _progress() -> Progress:
@@ -153,7 +195,7 @@ def detect_command(
     """Detect violations in one or more camera feeds and publish them on the bus."""
     cv2.setNumThreads(1)
     stop = threading.Event()
-    bus = open_bus(bus_url)
+    bus = _events_bus(bus_url)
     scenes: dict[str, SceneConfig] = {}
     feeds: list[Iterable[SourceItem]] = []
     for spec in sources:
