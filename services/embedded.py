@@ -22,10 +22,11 @@ import typer
 from prometheus_client import CollectorRegistry, Counter
 from rich.markup import escape
 
-from services.common.bus import Bus, BusMessage, open_bus
+from services.common.bus import Bus, BusError, BusMessage, open_bus
 from services.common.config.catalogue import Catalogue, load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, fail, out
+from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
 from services.common.queue import ControlCenterQueue, open_queue
 from services.control_center.api import create_app
 from services.control_center.config import ControlCenterConfig
@@ -307,6 +308,8 @@ def run_command(
         )
         pools = ControlCenterConfig().redis_pools
         the_bus, the_queue = open_bus(bus), open_queue(queue, pool_size=pools.writer)
+        # Fails at once, naming it, when the bus does not answer.
+        the_bus.ensure_topics([VIOLATIONS_TOPIC, VIOLATIONS_DLQ_TOPIC])
         # The API gets its own pool, so a burst of reads cannot starve the dispatcher's
         # writes; the in-memory queue is one object both must share.
         api_queue = (
@@ -317,7 +320,7 @@ def run_command(
             out.print(f"demo operator {demo_operator!r} (supervisor); sign in with this token:")
             print(token, flush=True)
         store = OperatorStore(operators)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, BusError) as exc:
         raise fail(str(exc)) from None
     try:
         summary = asyncio.run(

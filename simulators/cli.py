@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -127,7 +128,9 @@ def _record(cameras: list[SimulatedCamera], out: Path, *, per_camera: bool) -> N
                 raise fail(f"{target}: {exc}") from None
     for cam, target in zip(cameras, targets, strict=True):
         kinds = ", ".join(f"{v.type.value}@{v.frame}" for v in cam.truth) or "none"
-        console.out.print(f"[green]ok[/green] {target}: {cam.n_frames} frames, violations: {kinds}")
+        console.out.print(
+            f"[green]ok[/green] {escape(str(target))}: {cam.n_frames} frames, violations: {kinds}"
+        )
 
 
 def _stream(cameras: list[SimulatedCamera], url: str, *, realtime: bool) -> None:
@@ -143,11 +146,11 @@ def _stream(cameras: list[SimulatedCamera], url: str, *, realtime: bool) -> None
                 bus, cameras, realtime=realtime, on_frame=lambda _f: progress.advance(task)
             )
     except BusError as exc:
-        err.print(f"[red]error[/red] {exc}")
+        err.print(f"[red]error[/red] {escape(str(exc))}")
         raise typer.Exit(code=1) from None
     finally:
         bus.close()
-    console.out.print(f"[green]ok[/green] published {count} frames to {url}")
+    console.out.print(f"[green]ok[/green] published {count} frames to {escape(url)}")
 
 
 _HELP = (

@@ -124,8 +124,10 @@ class _Canvas:
 class Renderer:
     """Draws one camera's frames at ``resolution_wh`` in one ``variant``.
 
-    >>> renderer = Renderer(scene, layout, resolution_wh=(640, 360), variant="night")
-    >>> renderer.render(0, placed, Phase.RED).shape
+    >>> from simulators.feed import load_camera_setup
+    >>> setup = load_camera_setup("wuzhen-cam-01")
+    >>> renderer = Renderer(setup.scene, setup.layout, resolution_wh=(640, 360), variant="night")
+    >>> renderer.render(0, [], Phase.RED).shape
     (360, 640, 3)
     """
 

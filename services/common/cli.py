@@ -31,9 +31,9 @@ def check(
         except ConfigError as exc:
             failed = True
             for line in str(exc).splitlines():
-                err.print(f"[red]error[/red] {line}")
+                err.print(f"[red]error[/red] {escape(line)}")
             continue
-        out.print(f"[green]ok[/green] {path} ({type(model).__name__})")
+        out.print(f"[green]ok[/green] {escape(str(path))} ({type(model).__name__})")
     if failed:
         raise typer.Exit(code=2)
 

@@ -11,6 +11,7 @@ from services.detector.geometry import BoxXYWH
 def find_blobs(mask: Mask, *, min_area_px: int) -> list[BoxXYWH]:
     """Bounding boxes (``x, y, w, h``) of the mask's connected regions of ``min_area_px`` or more.
 
+    >>> import numpy as np
     >>> m = np.zeros((20, 20), np.uint8); m[2:8, 3:13] = 255
     >>> find_blobs(m, min_area_px=10)
     [(3.0, 2.0, 10.0, 6.0)]

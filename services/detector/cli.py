@@ -8,18 +8,19 @@ import threading
 from collections.abc import Iterable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO, Annotated
+from typing import Annotated, TextIO
 
 import cv2
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
 from rich.table import Table
 
-from services.common.bus import open_bus
+from services.common.bus import Bus, BusError, open_bus
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.paths import SCENES_DIR, config_path
 from services.common.config.scene import SceneConfig
 from services.common.console import fail, frame_progress, out
+from services.common.events import VIOLATIONS_TOPIC
 from services.detector.annotate import AnnotatedVideoWriter, AnnotateError
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
@@ -113,35 +114,41 @@ def replay_command(
     except VideoOpenError as exc:
         raise fail(str(exc)) from None
     _check_fit(scene, scene_path, source)
-    bus = open_bus(bus_url) if bus_url else None
-    with ExitStack() as stack:
-        sinks: list[EventSink] = [jsonl_sink(_open_output(stack, events_path, "--events"))]
-        if bus is not None:
-            sinks.append(bus_sink(bus))
-        frame_sinks: list[FrameSink] = []
-        if trace_path is not None:
-            frame_sinks.append(trace_sink(_open_output(stack, trace_path, "--trace")))
-        annotated: AnnotatedVideoWriter | None = None
-        if annotate_path is not None:
-            try:
-                annotated = AnnotatedVideoWriter(
-                    annotate_path, scene=scene, fps=scene.fps, frame_wh=source.resolution_wh
-                )
-            except AnnotateError as exc:
-                raise fail(str(exc)) from None
-            stack.callback(annotated.close)
-            frame_sinks.append(annotated)
-        progress = stack.enter_context(frame_progress())
-        task = progress.add_task(video.name, total=source.frame_count or None)
-        summary = replay(
-            source,
-            scene=scene,
-            sinks=sinks,
-            evidence=EvidenceWriter(snapshots) if snapshots else None,
-            recorder=_recorder(snapshots, clip_s=clip_s) if snapshots else None,
-            frame_sinks=frame_sinks,
-            on_item=lambda: progress.advance(task),
-        )
+    bus = _events_bus(bus_url) if bus_url else None
+    evidence_dir = _writable_dir("--snapshots", snapshots) if snapshots else None
+    try:
+        with ExitStack() as stack:
+            sinks: list[EventSink] = [jsonl_sink(_open_output(stack, events_path, "--events"))]
+            if bus is not None:
+                sinks.append(bus_sink(bus))
+            frame_sinks: list[FrameSink] = []
+            if trace_path is not None:
+                frame_sinks.append(trace_sink(_open_output(stack, trace_path, "--trace")))
+            annotated: AnnotatedVideoWriter | None = None
+            if annotate_path is not None:
+                try:
+                    annotated = AnnotatedVideoWriter(
+                        annotate_path, scene=scene, fps=scene.fps, frame_wh=source.resolution_wh
+                    )
+                except AnnotateError as exc:
+                    raise fail(str(exc)) from None
+                stack.callback(annotated.close)
+                frame_sinks.append(annotated)
+            progress = stack.enter_context(frame_progress())
+            task = progress.add_task(video.name, total=source.frame_count or None)
+            summary = replay(
+                source,
+                scene=scene,
+                sinks=sinks,
+                evidence=EvidenceWriter(evidence_dir) if evidence_dir else None,
+                recorder=_recorder(evidence_dir, clip_s=clip_s) if evidence_dir else None,
+                frame_sinks=frame_sinks,
+                on_item=lambda: progress.advance(task),
+            )
+    except OSError as exc:
+        # Outputs are written line by line, so a full disk shows at the first event or frame.
+        outputs = f"--events {events_path}" + (f" or --trace {trace_path}" if trace_path else "")
+        raise fail(f"{outputs}: {exc.strerror or exc}") from None
     if bus is not None:
         bus.flush()
         bus.close()
@@ -153,11 +160,37 @@ def replay_command(
         f"dropped: {stats.frames_dropped} {dict(stats.dropped) or ''}".rstrip()
     )
     out.print(f"fps: {summary.fps:.1f} ({summary.seconds:.2f} s)")
-    out.print(f"events: {sum(stats.events.values())} {dict(stats.events)} -> {events_path}")
+    out.print(
+        f"events: {sum(stats.events.values())} {dict(stats.events)} -> {events_path}", markup=False
+    )
     if trace_path is not None:
         out.print(f"trace: {stats.frames_read} lines -> {trace_path}", markup=False)
     if annotated is not None:
         out.print(f"annotated: {annotated.frames_written} frames -> {annotate_path}", markup=False)
+
+
+def _writable_dir(option: str, path: Path, *, shown: Path | None = None) -> Path:
+    """``path``, created if need be; one that cannot be a directory fails the command, naming
+    ``option`` and ``shown`` (the path as given)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        # mkdir says "File exists" or "Not a directory" of a parent that is a file: say which.
+        file = next(p for p in (path, *path.parents) if p.exists() and not p.is_dir())
+        raise fail(f"{option} {shown or path}: {file} is a file, not a directory") from None
+    except OSError as exc:
+        raise fail(f"{option} {shown or path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _events_bus(url: str) -> Bus:
+    """The bus events are published on, checked to answer before any work is done."""
+    try:
+        bus = open_bus(url)
+        bus.ensure_topics([VIOLATIONS_TOPIC])
+    except (ValueError, BusError) as exc:
+        raise fail(f"--bus {url}: {exc}") from None
+    return bus
 
 
 _CLIP_OPTION = typer.Option(
@@ -180,11 +213,12 @@ def _check_fit(scene: SceneConfig, scene_path: Path, source: VideoFileSource) ->
         raise fail(f"{scene_path} does not fit the video: {problem}")
 
 
-def _open_output(stack: ExitStack, path: Path, option: str) -> IO[str]:
-    """``path`` opened for writing, or exit 2 naming the option (a directory, no such dir)."""
+def _open_output(stack: ExitStack, path: Path, option: str) -> TextIO:
+    """``path`` opened for writing before any work is done, line-buffered, or exit 2 naming
+    the option (a directory, a parent that is a file, no permission)."""
+    _writable_dir(option, path.parent, shown=path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return stack.enter_context(path.open("w", encoding="utf-8"))
+        return stack.enter_context(path.open("w", encoding="utf-8", buffering=1))
     except OSError as exc:
         raise fail(f"{option} {path}: {exc.strerror or exc}") from None
 
@@ -226,7 +260,7 @@ def detect_command(
     """Detect violations in one or more camera feeds and publish them on the bus."""
     cv2.setNumThreads(1)
     stop = threading.Event()
-    bus = open_bus(bus_url)
+    bus = _events_bus(bus_url)
     scenes: dict[str, SceneConfig] = {}
     feeds: list[Iterable[SourceItem]] = []
     for spec in sources:

@@ -27,6 +27,7 @@ import redis
 
 from services.common.bus.kafka import KafkaBus
 from services.common.events import ViolationEvent, ViolationType
+from tests.events import make_event
 from tests.integration.conftest import ServiceCtl
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ MALFORMED = (
 
 def _violations(n: int, *, ts_ms: int) -> list[ViolationEvent]:
     return [
-        ViolationEvent.create(
+        make_event(
             violation_type=ViolationType.RED_LIGHT if i % 3 else ViolationType.ILLEGAL_PARKING,
             camera_id=CAMERAS[i % len(CAMERAS)],
             city="hangzhou" if CAMERAS[i % len(CAMERAS)].startswith("hangzhou") else "wuzhen",
@@ -53,8 +54,6 @@ def _violations(n: int, *, ts_ms: int) -> list[ViolationEvent]:
             ts_ms=ts_ms + i,
             # One track per event: nothing is grouped, so every valid id is one entry.
             track_id=i,
-            bbox_xywh=(10, 20, 30, 40),
-            confidence=0.9,
         )
         for i in range(n)
     ]

@@ -7,6 +7,7 @@ and consumers commit explicitly, after processing, never on a timer.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,6 +19,9 @@ from kafka.structs import OffsetAndMetadata
 from services.common.bus import MAX_MESSAGE_BYTES, BusError, BusMessage, Headers, TopicSpec
 
 log = logging.getLogger(__name__)
+
+# How long a start-up check waits for a TCP connection to a bootstrap server.
+PROBE_TIMEOUT_S = 5.0
 
 # Large enough for a 1080p JPEG frame; the topics are created with the same limit.
 
@@ -47,7 +51,24 @@ class KafkaBus:
                 raise BusError(f"cannot reach Kafka at {self.bootstrap_servers}: {exc}") from exc
         return self._producer
 
+    def _probe(self) -> None:
+        """Raise :class:`BusError` at once if no bootstrap server accepts a connection.
+
+        kafka-python's own bootstrap retries for 30 s before it says so.
+        """
+        problems = []
+        for server in self.bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            try:
+                socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S).close()
+            except (OSError, ValueError) as exc:
+                problems.append(f"{server.strip()}: {exc}")
+            else:
+                return
+        raise BusError(f"cannot reach Kafka at {'; '.join(problems)}")
+
     def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
+        self._probe()
         try:
             admin = KafkaAdminClient(
                 bootstrap_servers=self.bootstrap_servers, client_id=self._client_id

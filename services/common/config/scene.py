@@ -14,7 +14,16 @@ from services.common.arrays import PointXY
 from services.common.config.base import StrictModel
 from services.common.events import CAMERA_ID_PATTERN
 
+# Far beyond any camera's frame (16K is 15,360 pixels wide), and far below where float
+# arithmetic on coordinates loses its precision.
+MAX_PIXEL = 100_000
+
 PositiveInt = Annotated[int, Field(gt=0)]
+# A pixel coordinate: finite (no .nan, no .inf) and within MAX_PIXEL of the origin.
+Pixel = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_PIXEL, le=MAX_PIXEL)]
+PixelXY = tuple[Pixel, Pixel]
+PixelSize = Annotated[int, Field(gt=0, le=MAX_PIXEL)]
+PixelOffset = Annotated[int, Field(le=MAX_PIXEL)]
 
 
 class LampLayout(StrEnum):
@@ -25,7 +34,7 @@ class LampLayout(StrEnum):
 
 
 class TrafficLight(StrictModel):
-    roi: tuple[int, int, PositiveInt, PositiveInt] = Field(
+    roi: tuple[PixelOffset, PixelOffset, PixelSize, PixelSize] = Field(
         description="x, y, w, h around a 3-lamp head"
     )
     layout: LampLayout = Field(
@@ -42,8 +51,8 @@ class TrafficLight(StrictModel):
 
 
 class StopLine(StrictModel):
-    points: tuple[PointXY, PointXY] = Field(description="the two ends of the stop line")
-    travel_direction: PointXY = Field(description="the direction of lawful travel across the line")
+    points: tuple[PixelXY, PixelXY] = Field(description="the two ends of the stop line")
+    travel_direction: PixelXY = Field(description="the direction of lawful travel across the line")
 
     @field_validator("points")
     @classmethod
@@ -62,8 +71,75 @@ class StopLine(StrictModel):
 
 class NoParkingZone(StrictModel):
     name: str = Field(min_length=1)
-    polygon: list[PointXY] = Field(min_length=3, description="zone outline, at least 3 points")
-    max_dwell_s: float = Field(gt=0, description="stationary longer than this is a violation")
+    polygon: list[PixelXY] = Field(min_length=3, description="zone outline, at least 3 points")
+    max_dwell_s: float = Field(
+        gt=0, allow_inf_nan=False, description="stationary longer than this is a violation"
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def verify_simple_polygon(cls, polygon: list[PointXY]) -> list[PointXY]:
+        crossing = _self_intersection(polygon)
+        if crossing is not None:
+            first, second = crossing
+            raise ValueError(f"crosses itself: edges {first} and {second} meet")
+        if abs(_signed_area(polygon)) < 1.0:
+            raise ValueError("encloses no area (its points lie on one line or coincide)")
+        return polygon
+
+
+def _signed_area(polygon: list[PointXY]) -> float:
+    """The shoelace formula: positive counter-clockwise, in square pixels.
+
+    >>> _signed_area([(0, 0), (4, 0), (4, 3)])
+    6.0
+    """
+    total = 0.0
+    for (x0, y0), (x1, y1) in zip(polygon, [*polygon[1:], polygon[0]], strict=True):
+        total += x0 * y1 - x1 * y0
+    return total / 2
+
+
+def _orientation(a: PointXY, b: PointXY, c: PointXY) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def _on_segment(a: PointXY, b: PointXY, p: PointXY) -> bool:
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
+
+
+def _segments_meet(a: PointXY, b: PointXY, c: PointXY, d: PointXY) -> bool:
+    """Whether segments ab and cd share a point, touching included."""
+    o1, o2 = _orientation(a, b, c), _orientation(a, b, d)
+    o3, o4 = _orientation(c, d, a), _orientation(c, d, b)
+    if ((o1 > 0 > o2) or (o1 < 0 < o2)) and ((o3 > 0 > o4) or (o3 < 0 < o4)):
+        return True
+    return (
+        (o1 == 0 and _on_segment(a, b, c))
+        or (o2 == 0 and _on_segment(a, b, d))
+        or (o3 == 0 and _on_segment(c, d, a))
+        or (o4 == 0 and _on_segment(c, d, b))
+    )
+
+
+def _self_intersection(polygon: list[PointXY]) -> tuple[int, int] | None:
+    """The first pair of edges that are not neighbours and yet meet (edge i runs from point
+    i to the next), or None for a simple polygon.
+
+    >>> _self_intersection([(0, 0), (4, 4), (4, 0), (0, 4)])  # a bow tie
+    (0, 2)
+    >>> _self_intersection([(0, 0), (4, 0), (4, 4), (0, 4)]) is None
+    True
+    """
+    n = len(polygon)
+    edges = [(polygon[i], polygon[(i + 1) % n]) for i in range(n)]
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the first and last edges share the first point
+            if _segments_meet(*edges[i], *edges[j]):
+                return i, j
+    return None
 
 
 class SceneConfig(StrictModel):

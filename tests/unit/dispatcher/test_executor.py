@@ -66,27 +66,10 @@ def test_a_write_is_retried_until_the_queue_takes_it(failures: int) -> None:
     assert len(asyncio.run(queue.read())) == 1
 
 
-def test_stop_ends_a_retry_that_waits_for_the_queue() -> None:
-    queue = FlakyQueue(None)
-    # A backoff far longer than the test may wait: only the stop can end the wait.
-    executor, registry, plan = executor_on(queue, backoff_s=10.0)
-
-    async def scenario() -> None:
-        writing = asyncio.ensure_future(executor.write_entries(plan))
-        while not retries(registry):
-            await asyncio.sleep(0.01)
-        executor.stop()
-        with pytest.raises(WriteAbandonedError, match="connection refused"):
-            await asyncio.wait_for(writing, timeout=HANG_S)
-
-    asyncio.run(scenario())
-    assert queue.attempts == 2  # the first, then one last try on the stop
-    assert retries(registry) == 1
-    assert registry.get_sample_value("citybrain_dispatched_total") == 0
-
-
-def test_the_last_try_on_a_stop_may_still_succeed() -> None:
-    queue = FlakyQueue(1)
+def stop_while_retrying(failures: int | None) -> tuple[FlakyQueue, CollectorRegistry]:
+    """Write a batch, and stop the executor once it waits to retry; raises what the write
+    raised. The backoff is far longer than the test may wait: only the stop ends the wait."""
+    queue = FlakyQueue(failures)
     executor, registry, plan = executor_on(queue, backoff_s=10.0)
 
     async def scenario() -> None:
@@ -97,6 +80,18 @@ def test_the_last_try_on_a_stop_may_still_succeed() -> None:
         await asyncio.wait_for(writing, timeout=HANG_S)
 
     asyncio.run(scenario())
+    return queue, registry
+
+
+def test_stop_ends_a_retry_that_waits_for_the_queue() -> None:
+    with pytest.raises(WriteAbandonedError, match="connection refused"):
+        stop_while_retrying(None)
+
+
+def test_a_stop_gives_one_last_try_that_may_succeed() -> None:
+    queue, registry = stop_while_retrying(1)
+    assert queue.attempts == 2  # the first, then one last try on the stop
+    assert retries(registry) == 1
     assert registry.get_sample_value("citybrain_dispatched_total") == 1
 
 
