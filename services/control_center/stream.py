@@ -30,21 +30,20 @@ CATCH_UP_PAGE = 500
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    event_id: str
-    kind: str
-    data: str
+    """One SSE event, encoded once however many streams send it."""
 
-    def encode(self) -> bytes:
-        return f"id: {self.event_id}\nevent: {self.kind}\ndata: {self.data}\n\n".encode()
+    event_id: str
+    wire: bytes
 
 
 def render(change: Change) -> StreamEvent:
     """A change as an SSE event whose data is the entry as ``feed --json`` prints it."""
     data = json.dumps(change.entry.to_feed_dict(), ensure_ascii=False, separators=(",", ":"))
-    return StreamEvent(event_id=change.change_id, kind=change.kind.value, data=data)
+    wire = f"id: {change.change_id}\nevent: {change.kind.value}\ndata: {data}\n\n".encode()
+    return StreamEvent(event_id=change.change_id, wire=wire)
 
 
-_CLOSED = StreamEvent(event_id="", kind="", data="")
+_CLOSED = StreamEvent(event_id="", wire=b"")
 
 
 class Subscriber:
@@ -119,8 +118,10 @@ async def event_stream(
 ) -> AsyncIterator[bytes]:
     """The bytes of one SSE response: replay after ``last_event_id``, then live events."""
     with feed.subscribe() as subscriber:
-        yield f"retry: {RETRY_MS}\n\n".encode()
+        # Where a fresh stream starts is fixed before its first byte, so a client that
+        # sees the response begin misses nothing appended after that.
         sent = last_event_id or await queue.last_change_id()
+        yield f"retry: {RETRY_MS}\n\n".encode()
         first = await queue.first_change_id()
         # "0-0" asks for everything kept; any other id older than the oldest kept means
         # records after it may have been trimmed.
@@ -130,7 +131,7 @@ async def event_stream(
         while True:
             page = await queue.changes(after=sent, block_ms=0, count=CATCH_UP_PAGE)
             for change in page:
-                yield render(change).encode()
+                yield render(change).wire
                 sent = change.change_id
             if len(page) < CATCH_UP_PAGE:
                 break
@@ -143,5 +144,5 @@ async def event_stream(
             if event is _CLOSED:
                 return
             if stream_id_key(event.event_id) > stream_id_key(sent):
-                yield event.encode()
+                yield event.wire
                 sent = event.event_id
