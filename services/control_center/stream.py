@@ -94,10 +94,15 @@ class ChangeFeed:
                 await asyncio.sleep(1)
                 continue
             for change in changes:
-                event = render(change)
+                after = change.change_id
+                try:
+                    event = render(change)
+                except (TypeError, ValueError):
+                    # One bad record must not stop every dashboard's live feed.
+                    log.exception("change %s cannot be rendered; skipped", change.change_id)
+                    continue
                 for subscriber in list(self._subscribers):
                     subscriber.offer(event)
-                after = change.change_id
 
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[Subscriber]:
