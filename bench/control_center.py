@@ -122,10 +122,15 @@ async def append_n(url: str, prefix: str, start: int, n: int) -> list[str]:
 
 
 async def close_and_archive(url: str, prefix: str, ids: list[str], archive: SQLiteArchive) -> int:
-    queue = open_queue(url, prefix=prefix, pool_size=2)
+    queue = open_queue(url, prefix=prefix, pool_size=8)
     try:
-        for vid in ids:
-            await queue.set_status(vid, EntryStatus.RESOLVED, operator="bench", ts_ms=1)
+        for first in range(0, len(ids), 100):
+            await asyncio.gather(
+                *(
+                    queue.set_status(vid, EntryStatus.RESOLVED, operator="bench", ts_ms=1)
+                    for vid in ids[first : first + 100]
+                )
+            )
         return await archive_closed(queue, archive, before_ms=2, batch=BATCH)
     finally:
         await queue.close()
@@ -254,18 +259,27 @@ async def dashboard(
         timeout=aiohttp.ClientTimeout(total=None),
     ) as resp:
         ready.set()
+        # Chunks, not lines: the client must not be what is measured.
+        tail = b""
         while not stop.is_set():
             try:
-                line = await asyncio.wait_for(resp.content.readline(), timeout=1)
+                chunk = await asyncio.wait_for(resp.content.readany(), timeout=1)
             except TimeoutError:
                 continue
-            at = line.find(marker)
-            if at < 0:
-                continue
-            # The id is run:seq:appended-at-µs.
-            rest = line[at + len(marker) :].split(b'"', 1)[0]
-            sent_us = int(rest.split(b":")[1])
-            delays.append(time.time() * 1000 - sent_us / 1000)
+            if not chunk:
+                return
+            now_ms = time.time() * 1000
+            data = tail + chunk
+            at = data.find(marker)
+            while at >= 0:
+                end = data.find(b'"', at + len(marker))
+                if end < 0:
+                    break
+                # The id is run:seq:appended-at-µs.
+                sent_us = int(data[at + len(marker) : end].split(b":")[1])
+                delays.append(now_ms - sent_us / 1000)
+                at = data.find(marker, end)
+            tail = data[at:] if at >= 0 else data[-len(marker) :]
 
 
 async def writer(url: str, prefix: str, run: str, rate: float, seconds: float) -> int:

@@ -47,17 +47,25 @@ _CLOSED = StreamEvent(event_id="", wire=b"")
 
 
 class Subscriber:
-    """One open stream's buffer of live events."""
+    """One open stream's buffer of live events, a batch (one change-log read) at a time."""
 
     def __init__(self, size: int) -> None:
-        self.events: asyncio.Queue[StreamEvent] = asyncio.Queue(maxsize=size)
+        self.batches: asyncio.Queue[list[StreamEvent]] = asyncio.Queue(maxsize=size)
         self.overflowed = False
 
-    def offer(self, event: StreamEvent) -> None:
+    def offer(self, batch: list[StreamEvent]) -> None:
         try:
-            self.events.put_nowait(event)
+            self.batches.put_nowait(batch)
         except asyncio.QueueFull:
             self.overflowed = True
+
+    async def take(self, *, timeout_s: float) -> list[StreamEvent]:
+        """Every batch waiting, as one list (one write to the socket however many there
+        are); waits up to ``timeout_s`` for the first, raising ``TimeoutError``."""
+        events = await asyncio.wait_for(self.batches.get(), timeout=timeout_s)
+        while not self.batches.empty():
+            events = events + self.batches.get_nowait()
+        return events
 
 
 class ChangeFeed:
@@ -83,7 +91,7 @@ class ChangeFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for subscriber in self._subscribers:
-            subscriber.offer(_CLOSED)
+            subscriber.offer([_CLOSED])
 
     async def _follow(self, after: str) -> None:
         while True:
@@ -93,16 +101,17 @@ class ChangeFeed:
                 log.warning("change log unavailable, retrying in 1 s: %s", exc)
                 await asyncio.sleep(1)
                 continue
+            batch = []
             for change in changes:
                 after = change.change_id
                 try:
-                    event = render(change)
+                    batch.append(render(change))
                 except (TypeError, ValueError):
                     # One bad record must not stop every dashboard's live feed.
                     log.exception("change %s cannot be rendered; skipped", change.change_id)
-                    continue
+            if batch:
                 for subscriber in list(self._subscribers):
-                    subscriber.offer(event)
+                    subscriber.offer(batch)
 
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[Subscriber]:
@@ -142,12 +151,13 @@ async def event_stream(
                 break
         while not subscriber.overflowed:
             try:
-                event = await asyncio.wait_for(subscriber.events.get(), timeout=heartbeat_s)
+                events = await subscriber.take(timeout_s=heartbeat_s)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            if event is _CLOSED:
+            if any(e is _CLOSED for e in events):
                 return
-            if stream_id_key(event.event_id) > stream_id_key(sent):
-                yield event.wire
-                sent = event.event_id
+            fresh = [e for e in events if stream_id_key(e.event_id) > stream_id_key(sent)]
+            if fresh:
+                yield b"".join(e.wire for e in fresh)
+                sent = fresh[-1].event_id
