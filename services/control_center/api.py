@@ -16,7 +16,7 @@ import contextlib
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -30,7 +30,9 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.events import ViolationType
 from services.common.queue import (
@@ -178,7 +180,6 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ApiError} for code in codes}
 
 
-NextHandler = Callable[[Request], Awaitable[Response]]
 _bearer = HTTPBearer(auto_error=False, description="an operator token (citybrain operators add)")
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)]
 
@@ -277,19 +278,40 @@ def _install_guards(app: FastAPI, s: Services) -> None:
     async def unavailable(_: Request, exc: QueueUnavailableError) -> Response:
         return _error(503, str(exc), **{"Retry-After": "1"})
 
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    app.add_middleware(_Guard, metrics=s.metrics)
+
+
+class _Guard:
+    """Refuses bad writes before they are read, counts and times every answer (to its first
+    byte, so a stream counts once), and marks every answer nosniff. Plain ASGI, so the
+    bytes of the live streams pass through untouched."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ControlCenterMetrics) -> None:
+        self._app = app
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
         started = time.perf_counter()
-        refusal = _refuse_write(request) if request.method in _UNSAFE_METHODS else None
-        response = refusal or await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        s.metrics.requests.labels(route=name, code=str(response.status_code)).inc()
-        s.metrics.request_seconds.labels(route=name).observe(time.perf_counter() - started)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return response
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).setdefault("X-Content-Type-Options", "nosniff")
+                route = getattr(scope.get("route"), "path", "unmatched")
+                code = str(message["status"])
+                self._metrics.requests.labels(route=route, code=code).inc()
+                elapsed_s = time.perf_counter() - started
+                self._metrics.request_seconds.labels(route=route).observe(elapsed_s)
+            await send(message)
+
+        if scope["method"] in _UNSAFE_METHODS:
+            refusal = _refuse_write(Request(scope))
+            if refusal is not None:
+                await refusal(scope, receive, answer)
+                return
+        await self._app(scope, receive, answer)
 
 
 def _refuse_write(request: Request) -> Response | None:

@@ -76,8 +76,10 @@ class Authenticator:
             )
         if not token:
             raise AuthError(401, "sign in: send Authorization: Bearer <token>")
-        # Argon2 is CPU work; keep it off the event loop.
-        operator = await asyncio.to_thread(self.store.verify, token)
+        # Argon2 is CPU work: keep it off the event loop, and skip it for a token seen lately.
+        operator = self.store.recently_verified(token) or await asyncio.to_thread(
+            self.store.verify, token
+        )
         if operator is None:
             self.limiter.failed(client)
             raise AuthError(401, "unknown or revoked token")

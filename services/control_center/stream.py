@@ -30,35 +30,42 @@ CATCH_UP_PAGE = 500
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    event_id: str
-    kind: str
-    data: str
+    """One SSE event, encoded once however many streams send it."""
 
-    def encode(self) -> bytes:
-        return f"id: {self.event_id}\nevent: {self.kind}\ndata: {self.data}\n\n".encode()
+    event_id: str
+    wire: bytes
 
 
 def render(change: Change) -> StreamEvent:
     """A change as an SSE event whose data is the entry as ``feed --json`` prints it."""
     data = json.dumps(change.entry.to_feed_dict(), ensure_ascii=False, separators=(",", ":"))
-    return StreamEvent(event_id=change.change_id, kind=change.kind.value, data=data)
+    wire = f"id: {change.change_id}\nevent: {change.kind.value}\ndata: {data}\n\n".encode()
+    return StreamEvent(event_id=change.change_id, wire=wire)
 
 
-_CLOSED = StreamEvent(event_id="", kind="", data="")
+_CLOSED = StreamEvent(event_id="", wire=b"")
 
 
 class Subscriber:
-    """One open stream's buffer of live events."""
+    """One open stream's buffer of live events, a batch (one change-log read) at a time."""
 
     def __init__(self, size: int) -> None:
-        self.events: asyncio.Queue[StreamEvent] = asyncio.Queue(maxsize=size)
+        self.batches: asyncio.Queue[list[StreamEvent]] = asyncio.Queue(maxsize=size)
         self.overflowed = False
 
-    def offer(self, event: StreamEvent) -> None:
+    def offer(self, batch: list[StreamEvent]) -> None:
         try:
-            self.events.put_nowait(event)
+            self.batches.put_nowait(batch)
         except asyncio.QueueFull:
             self.overflowed = True
+
+    async def take(self, *, timeout_s: float) -> list[StreamEvent]:
+        """Every batch waiting, as one list (one write to the socket however many there
+        are); waits up to ``timeout_s`` for the first, raising ``TimeoutError``."""
+        events = await asyncio.wait_for(self.batches.get(), timeout=timeout_s)
+        while not self.batches.empty():
+            events = events + self.batches.get_nowait()
+        return events
 
 
 class ChangeFeed:
@@ -84,7 +91,7 @@ class ChangeFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for subscriber in self._subscribers:
-            subscriber.offer(_CLOSED)
+            subscriber.offer([_CLOSED])
 
     async def _follow(self, after: str) -> None:
         while True:
@@ -94,11 +101,17 @@ class ChangeFeed:
                 log.warning("change log unavailable, retrying in 1 s: %s", exc)
                 await asyncio.sleep(1)
                 continue
+            batch = []
             for change in changes:
-                event = render(change)
-                for subscriber in list(self._subscribers):
-                    subscriber.offer(event)
                 after = change.change_id
+                try:
+                    batch.append(render(change))
+                except (TypeError, ValueError):
+                    # One bad record must not stop every dashboard's live feed.
+                    log.exception("change %s cannot be rendered; skipped", change.change_id)
+            if batch:
+                for subscriber in list(self._subscribers):
+                    subscriber.offer(batch)
 
     @contextlib.contextmanager
     def subscribe(self) -> Iterator[Subscriber]:
@@ -119,8 +132,10 @@ async def event_stream(
 ) -> AsyncIterator[bytes]:
     """The bytes of one SSE response: replay after ``last_event_id``, then live events."""
     with feed.subscribe() as subscriber:
-        yield f"retry: {RETRY_MS}\n\n".encode()
+        # Where a fresh stream starts is fixed before its first byte, so a client that
+        # sees the response begin misses nothing appended after that.
         sent = last_event_id or await queue.last_change_id()
+        yield f"retry: {RETRY_MS}\n\n".encode()
         first = await queue.first_change_id()
         # "0-0" asks for everything kept; any other id older than the oldest kept means
         # records after it may have been trimmed.
@@ -130,18 +145,19 @@ async def event_stream(
         while True:
             page = await queue.changes(after=sent, block_ms=0, count=CATCH_UP_PAGE)
             for change in page:
-                yield render(change).encode()
+                yield render(change).wire
                 sent = change.change_id
             if len(page) < CATCH_UP_PAGE:
                 break
         while not subscriber.overflowed:
             try:
-                event = await asyncio.wait_for(subscriber.events.get(), timeout=heartbeat_s)
+                events = await subscriber.take(timeout_s=heartbeat_s)
             except TimeoutError:
                 yield b": keep-alive\n\n"
                 continue
-            if event is _CLOSED:
+            if any(e is _CLOSED for e in events):
                 return
-            if stream_id_key(event.event_id) > stream_id_key(sent):
-                yield event.encode()
-                sent = event.event_id
+            fresh = [e for e in events if stream_id_key(e.event_id) > stream_id_key(sent)]
+            if fresh:
+                yield b"".join(e.wire for e in fresh)
+                sent = fresh[-1].event_id

@@ -112,6 +112,8 @@ def test_operators_work_the_queue_live(control_center: ControlCenter, browser: B
             timeout=2_000
         )
         expect(page.locator("#d-history li")).to_contain_text("li.wei")
+        # The tiles follow the change too.
+        expect(other.locator(".tile", has_text="acknowledged")).to_contain_text("1")
 
         # Redis holds the change, made by the token's owner.
         history = cc.run(cc.queue.history(live.violation_id))

@@ -14,7 +14,8 @@ Layout, under a key prefix ``P``:
   :func:`entry_score`, one per filter value, so that a filtered page newest first walks
   the smallest matching index from the cursor down and checks the rest in the hash.
 - ``P:counts``: a hash of tile counters (``status:new``, ``type:red_light``,
-  ``city:wuzhen``); ``P:m:<type>``: a hash of entries queued per minute.
+  ``city:wuzhen``); ``P:m:<type>:<day>``: entries queued per minute, a hash per type and
+  day that expires after a week.
 - ``P:closed``: a sorted set of resolved or rejected entries by the time they were closed,
   which retention walks from the oldest.
 - ``P:events``: the change log, a stream capped at about ``events_maxlen`` records: one per
@@ -97,7 +98,14 @@ for i = 0, (#ARGV - 2) / per - 1 do
     redis.call('HINCRBY', p .. ':counts', 'status:new', 1)
     redis.call('HINCRBY', p .. ':counts', 'type:' .. ARGV[b + 6], 1)
     redis.call('HINCRBY', p .. ':counts', 'city:' .. ARGV[b + 4], 1)
-    redis.call('HINCRBY', p .. ':m:' .. ARGV[b + 6], string.format('%d', math.floor(ms / 60000)), 1)
+    local minute = math.floor(ms / 60000)
+    local day = string.format('%d', math.floor(minute / 1440))
+    local series = p .. ':m:' .. ARGV[b + 6] .. ':' .. day
+    redis.call('HINCRBY', series, string.format('%d', minute), 1)
+    if not known[series] then
+      redis.call('EXPIRE', series, __SERIES_TTL_S__)
+      known[series] = true
+    end
     redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'k', 'entry', 'v', vid)
     if not known[queue] then
       redis.call('SADD', p .. ':queues', queue)
@@ -234,6 +242,10 @@ BLOCKING_TIMEOUT_S = MAX_BLOCK_MS / 1000 + COMMAND_TIMEOUT_S
 QUERY_BUDGET = 2_000
 QUERY_ROUNDS = 4
 DEFAULT_EVENTS_MAXLEN = 100_000
+# The per-minute counts live in one hash per type and day, which expires on its own: the
+# chart looks back a day at most, so a week is plenty, and Redis never holds more.
+SERIES_TTL_S = 7 * 86_400
+MINUTES_PER_DAY = 1_440
 
 
 class _HiredisPackingConnection(aioredis.Connection):
@@ -285,7 +297,9 @@ class RedisStreamsQueue:
         self._p = prefix
         self._events_maxlen = events_maxlen
         self._append_many = client.register_script(
-            _APPEND_MANY.replace("__SLOTS__", str(SUB_MS_SLOTS))
+            _APPEND_MANY.replace("__SLOTS__", str(SUB_MS_SLOTS)).replace(
+                "__SERIES_TTL_S__", str(SERIES_TTL_S)
+            )
         )
         self._set_status = client.register_script(_SET_STATUS)
         self._repeat = client.register_script(_REPEAT)
@@ -523,14 +537,19 @@ class RedisStreamsQueue:
         return out
 
     async def per_minute(self, *, since_ms: int, until_ms: int) -> dict[str, list[int]]:
-        first, last = since_ms // 60_000, until_ms // 60_000
-        minutes = [str(m) for m in range(first, last + 1)]
-        types = (await self.counts()).by_type
+        minutes = range(since_ms // 60_000, until_ms // 60_000 + 1)
+        days = sorted({m // MINUTES_PER_DAY for m in minutes})
+        types = list((await self.counts()).by_type)
         pipe = self._r.pipeline(transaction=False)
         for name in types:
-            pipe.hmget(f"{self._p}:m:{name}", minutes)
+            for day in days:
+                pipe.hmget(f"{self._p}:m:{name}:{day}", [str(m) for m in minutes])
         rows: list[list[str | None]] = await self._call(pipe.execute())
-        return {name: [int(v or 0) for v in row] for name, row in zip(types, rows, strict=True)}
+        out: dict[str, list[int]] = {}
+        for i, name in enumerate(types):
+            per_day = rows[i * len(days) : (i + 1) * len(days)]
+            out[name] = [sum(int(row[k] or 0) for row in per_day) for k in range(len(minutes))]
+        return out
 
     async def changes(self, *, after: str, block_ms: int, count: int = 500) -> list[Change]:
         streams: dict[Any, Any] = {f"{self._p}:events": after}
