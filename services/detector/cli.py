@@ -12,13 +12,12 @@ from typing import Annotated
 import cv2
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.common.bus import open_bus
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.scene import SceneConfig
-from services.common.console import err, fail, out
+from services.common.console import fail, frame_progress, out
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
@@ -80,7 +79,7 @@ def replay_command(
         raise fail(str(exc)) from None
     bus = open_bus(bus_url) if bus_url else None
     events_path.parent.mkdir(parents=True, exist_ok=True)
-    with events_path.open("w", encoding="utf-8") as handle, _progress() as progress:
+    with events_path.open("w", encoding="utf-8") as handle, frame_progress() as progress:
         sinks: list[EventSink] = [jsonl_sink(handle)]
         if bus is not None:
             sinks.append(bus_sink(bus))
@@ -102,17 +101,6 @@ def replay_command(
     )
     out.print(f"fps: {summary.fps:.1f} ({summary.seconds:.2f} s)")
     out.print(f"events: {sum(stats.events.values())} {dict(stats.events)} -> {events_path}")
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames"),
-        TimeElapsedColumn(),
-        console=err,
-    )
 
 
 def detect_command(
