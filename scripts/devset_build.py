@@ -11,7 +11,8 @@ scene.yaml from ``devset/``::
 
 A clip whose licence allows it is also committed under ``devset/clips/`` (its ``copy`` in
 sources.yaml) and needs no local repository. ``--mirrors DIR`` finds repositories as
-``DIR/<owner>+<name>/repo`` instead. A clip whose repository is not given is skipped with a
+``DIR/<owner>+<name>/repo`` instead. A clip with a ``trim`` is cut from its source with
+FFmpeg. A clip whose repository is not given is skipped with a
 message; the exit code is 1 if any was skipped.
 """
 
@@ -45,6 +46,29 @@ def _extract(git_dir: Path, blob: str, target: Path) -> None:
     where = ["--git-dir", str(git_dir)] if bare else ["-C", str(git_dir)]
     with target.open("wb") as handle:
         subprocess.run(["git", *where, "cat-file", "blob", blob], stdout=handle, check=True)
+
+
+def _trim(source: Path, target: Path, *, first: int, last: int) -> None:
+    """Frames ``first..last`` of ``source``, re-encoded (so the labels' frame numbers hold;
+    the bytes depend on the FFmpeg build, so only the source's sha256 is checked)."""
+    select = f"trim=start_frame={first}:end_frame={last + 1},setpts=PTS-STARTPTS"
+    encode = ["-c:v", "libx264", "-crf", "18", "-preset", "medium", "-pix_fmt", "yuv420p"]
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(source),
+            "-vf",
+            select,
+            "-an",
+            *encode,
+            str(target),
+        ],
+        check=True,
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -81,13 +105,18 @@ def main() -> int:
         folder.mkdir(parents=True, exist_ok=True)
         labels = DEVSET / clip / "labels.json"
         video = folder / yaml.safe_load(labels.read_text(encoding="utf-8"))["video"]
+        trim = source.get("trim")
+        fetched = video.with_name("source" + video.suffix) if trim else video
         if git_dir is None:  # a clip whose licence let it be committed here
-            shutil.copy(DEVSET.parent / source["copy"], video)
+            shutil.copy(DEVSET.parent / source["copy"], fetched)
         else:
-            _extract(git_dir, source["blob"], video)
-        if _sha256(video) != source["sha256"]:
-            print(f"error {clip}: {video} does not have the sha256 in sources.yaml")
+            _extract(git_dir, source["blob"], fetched)
+        if _sha256(fetched) != source["sha256"]:
+            print(f"error {clip}: {fetched} does not have the sha256 in sources.yaml")
             return 2
+        if trim:
+            _trim(fetched, video, first=trim["first_frame"], last=trim["last_frame"])
+            fetched.unlink()
         shutil.copy(labels, folder / "labels.json")
         shutil.copy(DEVSET / clip / "scene.yaml", folder / "scene.yaml")
         print(f"ok   {clip}: {video}")
