@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "services.control_center.cli",
     "simulators.cli",
     "services.embedded",
+    "services.stack.cli",
 )
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "VARIANTS",
     "SimulatedCamera",
     "UnknownCameraError",
+    "load_camera_setup",
     "paced",
     "publish_frames",
     "simulate_camera",
@@ -254,17 +255,20 @@ class SimulatedCamera:
 
     def jpeg_frames(self, quality: int = 85) -> Iterator[Frame]:
         """Every frame with ``jpeg`` set; corrupt frames carry bytes no decoder accepts."""
+        for truth in self.frame_truth:
+            if not truth.dropped:
+                yield self.jpeg_frame(truth.frame, quality)
+
+    def jpeg_frame(self, frame_index: int, quality: int = 85) -> Frame:
+        """Frame ``frame_index`` as ``jpeg_frames()`` sends it, encoded only when asked for
+        (a live feed that falls behind skips frames without paying for their encoding)."""
         if self.variant == "jpeg":
             quality = min(quality, HEAVY_JPEG_QUALITY)
-        for truth in self.frame_truth:
-            if truth.dropped:
-                continue
-            data = (
-                _garbage(truth.frame)
-                if truth.corrupt
-                else _encode(self._picture(truth.frame), quality)
-            )
-            yield Frame(camera_id=self.camera_id, index=truth.frame, ts_ms=truth.ts_ms, jpeg=data)
+        truth = self.frame_truth[frame_index]
+        data = (
+            _garbage(truth.frame) if truth.corrupt else _encode(self._picture(truth.frame), quality)
+        )
+        return Frame(camera_id=self.camera_id, index=truth.frame, ts_ms=truth.ts_ms, jpeg=data)
 
     def write_scene(self, path: Path) -> None:
         """Dump the scaled scene as a scene file that validates with ``SceneConfig``."""
