@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "simulators.cli",
     "services.embedded",
     "services.stack.cli",
+    "services.loadtest.cli",
 )
 
 

@@ -242,7 +242,7 @@ def simulate_live(  # noqa: PLR0917
 _LIVE_HELP = (
     "Stream simulated cameras live to Kafka: each frame is published at its capture time "
     "(Unix ms in its ts_ms header), traffic is simulated a chunk at a time so the feed can run "
-    "indefinitely, and frames more than one interval late are skipped and counted "
+    "indefinitely, and frames more than a second late are skipped and counted "
     '(citybrain_camera_frames_dropped_total{reason="late"}). `citybrain stack up` and '
     "`citybrain loadtest` run it; --truth collects the ground truth they reconcile against."
 )

@@ -159,6 +159,15 @@ def detect_command(
             "longest max_dwell_s plus a few seconds.",
         ),
     ] = 30.0,
+    session_timeout_s: Annotated[
+        float,
+        typer.Option(
+            min=6,
+            max=300,
+            help="How long the group waits for a detector that stopped answering before its "
+            "cameras move to the others (the broker allows 6 s and up).",
+        ),
+    ] = 10.0,
 ) -> None:
     """Detect violations in one or more camera feeds and publish them on the bus."""
     cv2.setNumThreads(1)
@@ -191,6 +200,7 @@ def detect_command(
                     group_id=group_id,
                     stop=stop,
                     handover_replay_s=handover_warmup_s,
+                    session_timeout_s=session_timeout_s,
                     on_lag=lag.update,
                 )
             )

@@ -148,11 +148,15 @@ class KafkaFrameSource:
         group_id: str,
         stop: threading.Event,
         handover_replay_s: float = 0.0,
+        session_timeout_s: float | None = None,
         on_lag: Callable[[dict[tuple[str, int], int]], None] | None = None,
     ) -> None:
         bus.ensure_topics([FRAMES_TOPIC])
         self._consumer = bus.subscribe(
-            [FRAMES_TOPIC.name], group_id=group_id, handover_replay_s=handover_replay_s
+            [FRAMES_TOPIC.name],
+            group_id=group_id,
+            handover_replay_s=handover_replay_s,
+            session_timeout_s=session_timeout_s,
         )
         self._stop = stop
         self._on_lag = on_lag

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,12 @@ stack_app = typer.Typer(
 )
 
 FileOption = Annotated[Path, typer.Option("--file", "-f", help="The stack file (YAML).")]
+
+
+@stack_app.callback()
+def _quiet_clients() -> None:
+    # kafka-python logs every connection at INFO; the stack's own lines say what matters.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 def _load(path: Path) -> StackConfig:

@@ -94,6 +94,12 @@ class Detectors(_Strict):
         le=600,
         description="history a detector replays, silently, for a camera it takes over",
     )
+    session_timeout_s: float = Field(
+        default=10,
+        ge=6,
+        le=300,
+        description="how long the group waits for a silent detector before moving its cameras",
+    )
 
 
 class Dispatchers(_Strict):

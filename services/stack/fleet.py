@@ -7,6 +7,7 @@ rewritten at the fleet's frame rate. The files are written once per ``stack up``
 folder, which every process of the stack reads:
 
     <dir>/cities.yaml          the catalogue, copies included
+    <dir>/cameras.yaml         every camera id, in fleet order
     <dir>/simulator.yaml       traffic settings per camera
     <dir>/scenes/<id>.yaml     one scene per camera
 
@@ -51,9 +52,14 @@ class FleetPaths:
     def scenes(self) -> Path:
         return self.root / "scenes"
 
+    @property
+    def order(self) -> Path:
+        return self.root / "cameras.yaml"
+
     def camera_ids(self) -> list[str]:
-        """The fleet's camera ids in fleet order (the order they were written in)."""
-        return load_catalogue(self.catalogue).camera_ids()
+        """The fleet's camera ids in fleet order (the catalogue lists them by city)."""
+        data = yaml.safe_load(self.order.read_text(encoding="utf-8"))
+        return [str(camera_id) for camera_id in data["cameras"]]
 
 
 def fleet_camera_ids(base_ids: list[str], *, count: int) -> list[str]:
@@ -85,7 +91,8 @@ def write_fleet(
     for city in cities["cities"].values():
         city["cameras"] = []
     traffic_out: dict[str, object] = {}
-    for index, camera_id in enumerate(fleet_camera_ids(base_ids, count=cameras)):
+    ids = fleet_camera_ids(base_ids, count=cameras)
+    for index, camera_id in enumerate(ids):
         base_id = base_ids[index % len(base_ids)]
         city_key, camera = _find(catalogue, base_id)
         scene = load_model(SceneConfig, scene_path(catalogue_path, camera))
@@ -105,6 +112,7 @@ def write_fleet(
     paths.simulator_config.write_text(
         yaml.safe_dump({"cameras": traffic_out}, sort_keys=False), encoding="utf-8"
     )
+    paths.order.write_text(yaml.safe_dump({"cameras": ids}), encoding="utf-8")
     return paths
 
 

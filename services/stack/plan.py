@@ -164,6 +164,7 @@ def plan_services(
                     "--metrics-port", str(port), "--metrics-host", HOST,
                     "--group-id", detector_group(config),
                     "--handover-warmup-s", f"{config.detectors.handover_warmup_s:g}",
+                    "--session-timeout-s", f"{config.detectors.session_timeout_s:g}",
                 ),
                 health_url=_metrics(port),
                 metrics_url=_metrics(port),

@@ -153,3 +153,18 @@ def log_tail(path: Path, *, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def cpu_percent(process: psutil.Process | None) -> float | None:
+    """CPU use since the previous call for this process (the first call starts the count)."""
+    try:
+        return process.cpu_percent(None) if process else None
+    except psutil.Error:
+        return None
+
+
+def rss_bytes(process: psutil.Process | None) -> int | None:
+    try:
+        return int(process.memory_info().rss) if process else None
+    except psutil.Error:
+        return None

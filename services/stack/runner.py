@@ -32,15 +32,18 @@ from services.stack.plan import (
     HOST,
     REPO_ROOT,
     StackPaths,
+    local_dir,
     plan_services,
     scrape_targets,
 )
 from services.stack.processes import (
     ProcessTable,
     ServiceSpec,
+    cpu_percent,
     http_ok,
     http_text,
     log_tail,
+    rss_bytes,
 )
 from services.stack.prometheus import render_local_config
 
@@ -257,18 +260,14 @@ class ProcessStatus:
     partitions: int | None
 
 
-def _infra_pid(kind: str, port: int, default_port: int) -> int | None:
-    folder = kind if port == default_port else f"{kind}-{port}"
-    path = (
-        Path(os.environ.get("CITYBRAIN_LOCAL_DIR") or REPO_ROOT / ".local")
-        / folder
-        / (f"{kind}.pid")
-    )
+def infra_process(config: StackConfig, kind: str) -> psutil.Process | None:
+    """The Kafka or Redis process that the infra scripts started for this stack's port."""
+    port, default = (config.ports.kafka, 9092) if kind == "kafka" else (config.ports.redis, 6379)
+    folder = kind if port == default else f"{kind}-{port}"
     try:
-        pid = int(path.read_text().strip())
-    except (OSError, ValueError):
+        return psutil.Process(int((local_dir() / folder / f"{kind}.pid").read_text().strip()))
+    except (OSError, ValueError, psutil.Error):
         return None
-    return pid if psutil.pid_exists(pid) else None
 
 
 def _port_open(port: int) -> bool:
@@ -299,18 +298,14 @@ def status(config: StackConfig) -> list[ProcessStatus]:
     table = ProcessTable(paths.root)
     state = StackState.load(paths.state)
     rows: list[tuple[str, str, psutil.Process | None, bool, str | None]] = []
-    for kind, port, default in (
-        ("kafka", config.ports.kafka, 9092),
-        ("redis", config.ports.redis, 6379),
-    ):
-        pid = _infra_pid(kind, port, default)
-        rows.append((kind, kind, psutil.Process(pid) if pid else None, _port_open(port), None))
+    for kind, port in (("kafka", config.ports.kafka), ("redis", config.ports.redis)):
+        rows.append((kind, kind, infra_process(config, kind), _port_open(port), None))
     for service in state.services if state else []:
         process = table.process(service.name)
         healthy = process is not None and http_ok(service.health_url)
         rows.append((service.name, service.role, process, healthy, service.metrics_url))
     for _name, _role, process, _ok, _url in rows:
-        _cpu(process)
+        cpu_percent(process)
     time.sleep(0.5)
     out: list[ProcessStatus] = []
     for name, role, process, healthy, url in rows:
@@ -322,24 +317,10 @@ def status(config: StackConfig) -> list[ProcessStatus]:
                 role=role,
                 pid=process.pid if process else None,
                 healthy=healthy,
-                cpu_percent=_cpu(process),
-                rss_bytes=_rss(process),
+                cpu_percent=cpu_percent(process),
+                rss_bytes=rss_bytes(process),
                 lag_messages=sum(lags.values()) if lags else None,
                 partitions=len(lags) if lags else None,
             )
         )
     return out
-
-
-def _cpu(process: psutil.Process | None) -> float | None:
-    try:
-        return process.cpu_percent(None) if process else None
-    except psutil.Error:
-        return None
-
-
-def _rss(process: psutil.Process | None) -> int | None:
-    try:
-        return int(process.memory_info().rss) if process else None
-    except psutil.Error:
-        return None

@@ -108,11 +108,28 @@ class KafkaBus:
             raise BusError(f"flush failed: {exc}") from exc
 
     def subscribe(
-        self, topics: Sequence[str], *, group_id: str, handover_replay_s: float = 0.0
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        handover_replay_s: float = 0.0,
+        session_timeout_s: float | None = None,
     ) -> KafkaBusConsumer:
-        """A consumer in ``group_id``; see :class:`HandoverReplay` for ``handover_replay_s``."""
+        """A consumer in ``group_id``; see :class:`HandoverReplay` for ``handover_replay_s``.
+
+        ``session_timeout_s`` is how long the group waits for a member that stopped
+        heart-beating (a crashed process) before its partitions move on; kafka-python's
+        default is 45 s. Heartbeats go at a third of it.
+        """
+        timeouts: dict[str, int] = {}
+        if session_timeout_s is not None:
+            timeouts = {
+                "session_timeout_ms": round(session_timeout_s * 1000),
+                "heartbeat_interval_ms": round(session_timeout_s * 1000 / 3),
+            }
         try:
             consumer = KafkaConsumer(
+                **timeouts,
                 bootstrap_servers=self.bootstrap_servers,
                 client_id=self._client_id,
                 group_id=group_id,
