@@ -4,9 +4,9 @@ Frame ``i`` of a camera is due at ``start_ts_ms + i * 1000 / fps`` (its capture 
 that instant, so end-to-end latency downstream is measured from it). Traffic is simulated a
 chunk at a time, the next chunk in a background thread while this one streams, so a feed
 can run for as long as it is wanted. A feed that falls behind skips the late frames, as a
-camera with a saturated uplink does, before paying for their
-encoding, and counts them (see ``MAX_LATE_MS``); every violation of a chunk's ground truth is handed to a sink
-as soon as the chunk is simulated.
+camera with a saturated uplink does, before paying for their encoding, and counts them
+(see ``MAX_LATE_MS``); every violation of a chunk's ground truth is handed to a sink as
+soon as the chunk is simulated.
 """
 
 from __future__ import annotations

@@ -6,7 +6,6 @@ Counters are kept as read (totals); the report turns consecutive samples into ra
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -35,6 +34,20 @@ class Target:
 
 
 @dataclass
+class Reading:
+    """What one target's /metrics said, limited to the load test's cameras."""
+
+    published: float = 0.0
+    source_dropped: float = 0.0
+    processed: float = 0.0
+    replayed: float = 0.0
+    detector_dropped: dict[str, float] = field(default_factory=dict)
+    dispatched: float = 0.0
+    lag_by_group: dict[str, float] = field(default_factory=dict)
+    camera_frames: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class Sample:
     t_s: float
     published: float = 0.0
@@ -49,19 +62,34 @@ class Sample:
     cpu_percent: dict[str, float] = field(default_factory=dict)
     rss_bytes: dict[str, float] = field(default_factory=dict)
 
+    def add(self, name: str, role: str, reading: Reading, *, alive: bool) -> None:
+        self.published += reading.published
+        self.source_dropped += reading.source_dropped
+        self.processed += reading.processed
+        self.replayed += reading.replayed
+        self.dispatched += reading.dispatched
+        for reason, count in reading.detector_dropped.items():
+            self.detector_dropped[reason] = self.detector_dropped.get(reason, 0.0) + count
+        if alive:  # a dead consumer's last lag is not lag any more
+            for group, lag in reading.lag_by_group.items():
+                self.lag_by_group[group] = self.lag_by_group.get(group, 0.0) + lag
+        if role == "detector" and alive:
+            self.camera_frames[name] = dict(reading.camera_frames)
+
 
 class Sampler:
-    """Reads every target; ``cameras`` limits the frame counters to the load test's own."""
+    """Reads every target; ``cameras`` limits the frame counters to the load test's own.
+
+    A target that stops answering (a killed detector) keeps contributing its last counter
+    values, so totals never go backwards; its lag and cameras are no longer counted.
+    """
 
     def __init__(self, targets: list[Target], *, cameras: set[str]) -> None:
         self._targets = targets
         self._cameras = cameras
+        self._last: dict[str, Reading] = {}
         for target in targets:
             cpu_percent(target.process)  # the first reading only starts psutil's interval
-
-    def add(self, target: Target) -> None:
-        cpu_percent(target.process)
-        self._targets.append(target)
 
     def sample(self, t_s: float) -> Sample:
         sample = Sample(t_s=t_s)
@@ -72,34 +100,39 @@ class Sampler:
                 sample.rss_bytes[target.name] = rss
             text = http_text(target.metrics_url, timeout_s=1.0) if target.metrics_url else None
             if text:
-                self._read(sample, target, text)
+                self._last[target.name] = self._read(text)
+            reading = self._last.get(target.name)
+            if reading is not None:
+                sample.add(target.name, target.role, reading, alive=text is not None)
         return sample
 
-    def _read(self, sample: Sample, target: Target, text: str) -> None:
-        per_camera: dict[str, float] = defaultdict(float)
-        dropped: dict[str, float] = defaultdict(float, sample.detector_dropped)
+    def _read(self, text: str) -> Reading:
+        reading = Reading()
         for family in text_string_to_metric_families(text):
             for s in family.samples:
                 labels: Mapping[str, str] = s.labels
-                camera = labels.get("camera_id")
+                camera = labels.get("camera_id", "")
                 ours = camera in self._cameras
                 if s.name == PUBLISHED and ours:
-                    sample.published += s.value
+                    reading.published += s.value
                 elif s.name == SOURCE_DROPPED and ours:
-                    sample.source_dropped += s.value
+                    reading.source_dropped += s.value
                 elif s.name in (PROCESSED, REPLAYED) and ours:
                     if s.name == PROCESSED:
-                        sample.processed += s.value
+                        reading.processed += s.value
                     else:
-                        sample.replayed += s.value
-                    per_camera[str(camera)] += s.value
+                        reading.replayed += s.value
+                    reading.camera_frames[camera] = reading.camera_frames.get(camera, 0.0) + (
+                        s.value
+                    )
                 elif s.name == DETECTOR_DROPPED and ours:
-                    dropped[labels.get("reason", "?")] += s.value
+                    reason = labels.get("reason", "?")
+                    reading.detector_dropped[reason] = (
+                        reading.detector_dropped.get(reason, 0.0) + s.value
+                    )
                 elif s.name == DISPATCHED:
-                    sample.dispatched += s.value
+                    reading.dispatched += s.value
                 elif s.name == LAG_METRIC:
                     group = labels.get("group", "?")
-                    sample.lag_by_group[group] = sample.lag_by_group.get(group, 0.0) + s.value
-        sample.detector_dropped = dict(dropped)
-        if target.role == "detector":
-            sample.camera_frames[target.name] = dict(per_camera)
+                    reading.lag_by_group[group] = reading.lag_by_group.get(group, 0.0) + s.value
+        return reading
