@@ -161,11 +161,13 @@ def _next_chunk(
 
 def _schedule(chunk: _Chunk) -> Iterator[tuple[int, int, int]]:
     """(capture ts, camera position, frame index in the chunk), in capture-time order."""
-    per_camera = [
-        ((t.ts_ms, position, t.frame) for t in camera.frame_truth if not t.dropped)
-        for position, camera in enumerate(chunk.cameras)
-    ]
-    return heapq.merge(*per_camera)
+    return heapq.merge(*(_due(camera, position) for position, camera in enumerate(chunk.cameras)))
+
+
+def _due(camera: SimulatedCamera, position: int) -> Iterator[tuple[int, int, int]]:
+    # A function, not a generator expression in the comprehension above: that one would
+    # read ``camera`` and ``position`` late, and every stream would be the last camera's.
+    return ((t.ts_ms, position, t.frame) for t in camera.frame_truth if not t.dropped)
 
 
 def _stream_chunk(
