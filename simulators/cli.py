@@ -34,7 +34,13 @@ from simulators.feed import (
     simulate_camera,
     write_recording,
 )
-from simulators.live import LiveFeedMetrics, LiveFeedSettings, jsonl_truth_sink, run_live_feed
+from simulators.live import (
+    LiveFeedMetrics,
+    LiveFeedSettings,
+    jsonl_drop_sink,
+    jsonl_truth_sink,
+    run_live_feed,
+)
 from simulators.render import VARIANTS
 
 
@@ -227,6 +233,7 @@ def simulate_live(  # noqa: PLR0917
                 metrics=LiveFeedMetrics.create(registry),
                 stop=stop,
                 truth_sink=jsonl_truth_sink(handle) if handle else (lambda _v: None),
+                drop_sink=jsonl_drop_sink(handle) if handle else None,
             )
         except BusError as exc:
             err.print(f"[red]error[/red] {exc}")

@@ -29,6 +29,7 @@ from simulators.feed import SimulatedCamera, simulate_camera
 from simulators.truth import TruthViolation
 
 TruthSink = Callable[[Sequence[TruthViolation]], None]
+DropSink = Callable[[str, int], None]  # camera id, capture ts of a frame never sent
 
 # A frame this late is skipped. A camera buffers about a second before it gives up on a
 # frame; stricter, a feed on a busy machine starves all but its first camera of each instant.
@@ -99,6 +100,7 @@ def run_live_feed(
     metrics: LiveFeedMetrics,
     stop: threading.Event,
     truth_sink: TruthSink,
+    drop_sink: DropSink | None = None,
 ) -> LiveFeedSummary:
     """Publish the cameras' frames at their capture times until ``seconds`` or ``stop``."""
     bus.ensure_topics([FRAMES_TOPIC])
@@ -116,7 +118,13 @@ def run_live_feed(
             truth_sink(found)
             summary.violations += len(found)
             _stream_chunk(
-                bus, chunk, settings=settings, metrics=metrics, stop=stop, summary=summary
+                bus,
+                chunk,
+                settings=settings,
+                metrics=metrics,
+                stop=stop,
+                summary=summary,
+                drop_sink=drop_sink,
             )
         if pending is not None:
             pending.cancel()
@@ -178,6 +186,7 @@ def _stream_chunk(
     metrics: LiveFeedMetrics,
     stop: threading.Event,
     summary: LiveFeedSummary,
+    drop_sink: DropSink | None,
 ) -> None:
     for ts_ms, position, index in _schedule(chunk):
         camera = chunk.cameras[position]
@@ -189,6 +198,8 @@ def _stream_chunk(
         if late_ms > max(MAX_LATE_MS, 2000 / camera.fps):
             metrics.dropped.labels(camera_id=camera.camera_id, reason="late").inc()
             summary.dropped_late += 1
+            if drop_sink is not None:
+                drop_sink(camera.camera_id, ts_ms)
             continue
         frame = camera.jpeg_frame(index, settings.quality)
         live = Frame(
@@ -213,5 +224,16 @@ def jsonl_truth_sink(handle: IO[str]) -> TruthSink:
         for violation in violations:
             handle.write(json.dumps(violation.to_json_dict(), separators=(",", ":")) + "\n")
         handle.flush()
+
+    return write
+
+
+def jsonl_drop_sink(handle: IO[str]) -> DropSink:
+    """Append each frame skipped at the source as ``{"kind": "source_drop", ...}``: a
+    violation whose frames never left the camera is not the pipeline's loss."""
+
+    def write(camera_id: str, ts_ms: int) -> None:
+        record = {"kind": "source_drop", "camera_id": camera_id, "ts_ms": ts_ms}
+        handle.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     return write

@@ -22,7 +22,13 @@ def analyse(run: LoadRun) -> tuple[dict[str, Any], Reconciliation]:
         run.start_ms + int(spec.settle_s * 1000),
         run.end_ms - int(spec.tail_s * 1000),
     )
-    result = reconcile(run.truths, run.entries, window_ms=window, handovers=handover_windows(run))
+    result = reconcile(
+        run.truths,
+        run.entries,
+        window_ms=window,
+        handovers=handover_windows(run),
+        source_drops=run.source_drops,
+    )
     scored = [e for e in run.entries if window[0] <= e.ts_ms <= window[1]]
     load = [s for s in run.samples if s.t_s <= spec.seconds]
     first, last_load, last = run.samples[0], load[-1], run.samples[-1]
@@ -72,6 +78,7 @@ def analyse(run: LoadRun) -> tuple[dict[str, Any], Reconciliation]:
         "scored_window_ms": list(window),
         "lost": [asdict(t) for t in result.lost[:LISTED]],
         "lost_in_handover": [asdict(t) for t in result.lost_in_handover[:LISTED]],
+        "lost_at_source": [asdict(t) for t in result.lost_at_source[:LISTED]],
         "duplicated": [asdict(e) for e in result.duplicated[:LISTED]],
         "extra": [asdict(e) for e in result.extra[:LISTED]],
         "timeline": timeline,

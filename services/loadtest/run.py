@@ -23,7 +23,7 @@ import psutil
 
 from services.common.events import ViolationType
 from services.common.queue import open_queue
-from services.loadtest.reconcile import Entry, HandoverWindow, TrueViolation
+from services.loadtest.reconcile import Entry, HandoverWindow, SourceDrop, TrueViolation
 from services.loadtest.sampler import Sample, Sampler, Target
 from services.stack.config import StackConfig
 from services.stack.plan import (
@@ -105,6 +105,7 @@ class LoadRun:
     session_timeout_s: float
     samples: list[Sample]
     truths: list[TrueViolation]
+    source_drops: list[SourceDrop]
     entries: list[Entry]
     kill: KillRecord | None
     drained_s: float
@@ -179,6 +180,7 @@ def run_load(config: StackConfig, spec: LoadSpec, *, run_dir: Path, progress: Pr
             _stop(process)
     if kill is not None:
         _resumed(kill, samples)
+    truths, drops = _read_truths(run_dir)
     return LoadRun(
         spec=spec,
         cameras=cameras,
@@ -187,7 +189,8 @@ def run_load(config: StackConfig, spec: LoadSpec, *, run_dir: Path, progress: Pr
         end_ms=end_ms,
         session_timeout_s=config.detectors.session_timeout_s,
         samples=samples,
-        truths=_read_truths(run_dir),
+        truths=truths,
+        source_drops=drops,
         entries=_read_entries(Urls.of(config).queue, config.name, set(cameras)),
         kill=kill,
         drained_s=drained_s,
@@ -331,19 +334,23 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-def _read_truths(run_dir: Path) -> list[TrueViolation]:
-    truths = []
+def _read_truths(run_dir: Path) -> tuple[list[TrueViolation], list[SourceDrop]]:
+    """The generators' ground truth: violations, and the frames they skipped."""
+    truths, drops = [], []
     for path in sorted(run_dir.glob("truth-*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
-            truths.append(
-                TrueViolation(
-                    camera_id=record["camera_id"],
-                    type=ViolationType(record["type"]),
-                    ts_ms=int(record["ts_ms"]),
+            if record.get("kind") == "source_drop":
+                drops.append(SourceDrop(record["camera_id"], int(record["ts_ms"])))
+            else:
+                truths.append(
+                    TrueViolation(
+                        camera_id=record["camera_id"],
+                        type=ViolationType(record["type"]),
+                        ts_ms=int(record["ts_ms"]),
+                    )
                 )
-            )
-    return truths
+    return truths, drops
 
 
 def _read_entries(queue_url: str, prefix: str, cameras: set[str]) -> list[Entry]:
