@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from prometheus_client import CollectorRegistry, start_http_server
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,9 +28,17 @@ from services.common.console import CatalogueOption, err, fail, parse_resolution
 from simulators.feed import (
     SimulatedCamera,
     UnknownCameraError,
+    load_camera_setup,
     publish_frames,
     simulate_camera,
     write_recording,
+)
+from simulators.live import (
+    LiveFeedMetrics,
+    LiveFeedSettings,
+    jsonl_drop_sink,
+    jsonl_truth_sink,
+    run_live_feed,
 )
 from simulators.render import VARIANTS
 
@@ -155,5 +168,98 @@ _HELP = (
 )
 
 
+def simulate_live(  # noqa: PLR0917
+    to: Annotated[str, typer.Option(help="The bus the frames go to: kafka://HOST:PORT.")],
+    cameras: Annotated[
+        list[str], typer.Option("--camera", "-c", help="Camera id; repeat for more cameras.")
+    ],
+    seconds: Annotated[
+        float, typer.Option(min=0, help="How long to stream; 0 streams until SIGTERM.")
+    ] = 0.0,
+    start_ts_ms: Annotated[
+        int,
+        typer.Option(
+            help="Wall-clock time of frame 0 (Unix ms); 0 means now. The feed waits "
+            "for it, so several feeds can start together."
+        ),
+    ] = 0,
+    resolution: Annotated[str, typer.Option(help="Frame size WIDTHxHEIGHT.")] = "1280x720",
+    truth: Annotated[
+        Path | None, typer.Option(help="Append each ground-truth violation here (JSONL).")
+    ] = None,
+    metrics_port: Annotated[
+        int, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off).")
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="Traffic seed of the first chunk.")] = 0,
+    catalogue: CatalogueOption = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Simulator traffic settings; default: simulator.yaml in the config directory."
+        ),
+    ] = None,
+) -> None:
+    resolution_wh = parse_resolution(resolution)
+    try:
+        fps = {
+            load_camera_setup(c, catalogue_path=catalogue, simulator_config_path=config).scene.fps
+            for c in cameras
+        }
+    except (UnknownCameraError, ConfigError) as exc:
+        raise fail(str(exc)) from None
+    if len(fps) != 1:
+        raise fail(f"--camera: the cameras of one feed must share a frame rate, got {sorted(fps)}")
+    try:
+        bus = open_bus(to)
+    except ValueError as exc:
+        raise fail(f"--to: {exc}") from None
+    registry = CollectorRegistry()
+    if metrics_port:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    settings = LiveFeedSettings(
+        camera_ids=tuple(cameras),
+        catalogue_path=catalogue,
+        simulator_config_path=config,
+        resolution_wh=resolution_wh,
+        fps=fps.pop(),
+        start_ts_ms=start_ts_ms or int(time.time() * 1000),
+        seconds=seconds or None,
+        seed=seed,
+    )
+    with contextlib.ExitStack() as stack:
+        handle = stack.enter_context(truth.open("a", encoding="utf-8")) if truth else None
+        try:
+            summary = run_live_feed(
+                bus,
+                settings,
+                metrics=LiveFeedMetrics.create(registry),
+                stop=stop,
+                truth_sink=jsonl_truth_sink(handle) if handle else (lambda _v: None),
+                drop_sink=jsonl_drop_sink(handle) if handle else None,
+            )
+        except BusError as exc:
+            err.print(f"[red]error[/red] {exc}")
+            raise typer.Exit(code=1) from None
+        finally:
+            bus.close()
+    console.out.print(
+        f"[green]ok[/green] {len(cameras)} cameras: published {summary.published} frames, "
+        f"dropped {summary.dropped_late} late, {summary.violations} violations in the truth"
+    )
+
+
+_LIVE_HELP = (
+    "Stream simulated cameras live to Kafka: each frame is published at its capture time "
+    "(Unix ms in its ts_ms header), traffic is simulated a chunk at a time so the feed can run "
+    "indefinitely, and frames more than a second late are skipped and counted "
+    '(citybrain_camera_frames_dropped_total{reason="late"}). `citybrain stack up` and '
+    "`citybrain loadtest` run it; --truth collects the ground truth they reconcile against."
+)
+
+
 def register(app: typer.Typer) -> None:
     app.command("simulate", help=_HELP)(simulate)
+    app.command("simulate-live", help=_LIVE_HELP)(simulate_live)

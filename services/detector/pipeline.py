@@ -143,6 +143,8 @@ class DetectorPipeline:
         # hatching, and a stay is timed from their mask, so a shaking camera's paint is
         # not cut out of it there (SelectiveBackground.apply's ``whole``).
         self._zones_mask: GreyImage | None = None
+        # Events number tracks from here up: see _track_base_for.
+        self._track_base: int | None = None
 
     @property
     def signal_state(self) -> LightState:
@@ -157,6 +159,8 @@ class DetectorPipeline:
         (the pipeline's state is then unchanged, so the caller may skip it and go on)."""
         with self._observer.stage("decode"):
             grey = self._decode(frame)
+        if self._track_base is None:
+            self._track_base = _track_base_for(frame.ts_ms)
         geometry = self._geometry
         tracker = self._tracker
         assert geometry is not None and tracker is not None
@@ -181,7 +185,7 @@ class DetectorPipeline:
 
         with self._observer.stage("rules"):
             hits = self._apply_rules(geometry, tracks, frame)
-        return [self._event(hit) for hit in hits]
+        return [self._event(hit, place) for hit, place in _places(hits)]
 
     def _decode(self, frame: Frame) -> GreyImage:
         if self._decoder is None:
@@ -306,15 +310,16 @@ class DetectorPipeline:
             geometry.red_light.retain(alive)
         return hits
 
-    def _event(self, hit: RuleHit) -> ViolationEvent:
+    def _event(self, hit: RuleHit, place: int) -> ViolationEvent:
         assert self._geometry is not None
         event = ViolationEvent.create(
+            id_number=place,
             violation_type=hit.violation_type,
             camera_id=self.scene.camera_id,
             city=self.scene.city,
             frame=hit.frame,
             ts_ms=hit.ts_ms,
-            track_id=hit.track_id,
+            track_id=(self._track_base or 0) + hit.track_id,
             bbox_xywh=self._geometry.scale.box_to_scene(hit.box_xywh),
             confidence=hit.confidence,
         )
@@ -323,6 +328,37 @@ class DetectorPipeline:
             return event
         snapshot = self._evidence.save(event=event, frame=frame, scene=self.scene)
         return event.model_copy(update={"snapshot": snapshot})
+
+
+def _track_base_for(first_ts_ms: int) -> int:
+    """Where a pipeline's event track ids start: its first frame's second (mod 10^6) x 1000.
+
+    The dispatcher groups repeats by camera, type and track id. A detector taking a camera
+    over numbers its tracks from 1 again, and without a base its track 3 would be grouped
+    with the previous owner's track 3, a different vehicle. A replay of the same footage
+    starts at the same second, so it numbers the same.
+
+    >>> _track_base_for(1_700_000_012_345)
+    12000
+    """
+    return (first_ts_ms // 1000) % 1_000_000 * 1000
+
+
+def _places(hits: list[RuleHit]) -> list[tuple[RuleHit, int]]:
+    """Each hit with its place among the hits of its type and frame, left to right.
+
+    The place, not the track id, goes into the ``violation_id``: a detector that takes the
+    camera over and replays the frame finds the same vehicles in the same order, but tracks
+    them under its own ids. Almost every place is 0; two vehicles of one frame are 0 and 1.
+    """
+    ordered = sorted(hits, key=lambda h: (h.violation_type.value, h.frame, h.box_xywh[0]))
+    places: dict[int, int] = {}
+    seen: dict[tuple[str, int], int] = {}
+    for hit in ordered:
+        key = (hit.violation_type.value, hit.frame)
+        places[id(hit)] = seen.get(key, 0)
+        seen[key] = places[id(hit)] + 1
+    return [(hit, places[id(hit)]) for hit in hits]
 
 
 def _fill(mask: GreyImage, box_xywh: BoxXYWH) -> float:

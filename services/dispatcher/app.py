@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry
 
 from services.common.config.catalogue import Catalogue
 from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
+from services.common.lag import ConsumerLagGauge
 from services.common.queue import (
     ControlCenterQueue,
 )
@@ -55,6 +56,8 @@ from services.dispatcher.transport import App, Consumer
 from services.dispatcher.writer import write_in_order
 
 log = logging.getLogger(__name__)
+# Lag is sampled this often; Prometheus scrapes every few seconds, so finer is wasted.
+LAG_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,5 +337,20 @@ def build_app(
             log.info("dropped %d expired dedup/grouping states", dropped)
 
     app.timer(interval=config.state_prune_interval_s)(prune_state)
+
+    lag = ConsumerLagGauge(registry, group=settings.app_id)
+
+    async def report_lag() -> None:
+        # Lag as Kafka's own tools count it: the end of each partition minus the group's
+        # committed offset there.
+        committed = app.monitor.tp_committed_offsets
+        lags: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp) if tp.topic == settings.topic else None
+            if highwater is not None:
+                lags[(tp.topic, tp.partition)] = max(highwater - committed.get(tp, 0), 0)
+        lag.update(lags)
+
+    app.timer(interval=LAG_INTERVAL_S)(report_lag)
 
     return app
