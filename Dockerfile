@@ -24,10 +24,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-project
 COPY services ./services
 COPY simulators ./simulators
-COPY configs ./configs
 # The project itself is not built into the venv: that would fetch setuptools, which the lock
-# does not pin. The sources stay at /app on PYTHONPATH, where their default config paths
-# (configs/...) resolve, and `citybrain` is the same three lines the console script would be.
+# does not pin. The sources (default configs included) stay at /app on PYTHONPATH, and
+# `citybrain` is the same three lines the console script would be.
 RUN printf '#!/app/.venv/bin/python\nfrom services.cli import main\nmain()\n' > /app/.venv/bin/citybrain \
     && chmod 0755 /app/.venv/bin/citybrain
 
