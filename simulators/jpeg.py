@@ -41,8 +41,9 @@ RectXYXY = tuple[int, int, int, int]
 _SOI, _EOI, _SOS, _DQT, _DHT, _SOF0, _DRI = 0xD8, 0xD9, 0xDA, 0xDB, 0xC4, 0xC0, 0xDD
 _RST = [bytes((0xFF, 0xD0 + n)) for n in range(8)]
 _RST_MARKER = re.compile(rb"\xff[\xd0-\xd7]")
-# A tile of up to 8 MCUs (128 px at 4:2:0) keeps the markers near 1% of a 720p frame while a
-# vehicle still dirties only a tile or two across.
+# A tile of up to 8 MCUs (128 px at 4:2:0) keeps the markers near 1.5% of a 720p frame. Tiles
+# of 4 or 2 MCUs re-encode less road around each vehicle but cost 3% to 5% more bytes on the
+# frames topic, for a CPU saving within the measurement's noise (bench/simulate.py).
 MAX_TILE_MCUS = 8
 
 
@@ -113,9 +114,9 @@ def parse_jpeg(data: bytes) -> JpegLayout:
     )
 
 
-# One more cv2.imencode call costs about as much as encoding this many more tiles, so two
-# boxes are encoded as one whenever their bounding box wastes fewer tiles than that.
-CALL_COST_TILES = 6
+# One more cv2.imencode call (and its splice) costs about as much as encoding this many more
+# 128 x 16 tiles, so two boxes are encoded as one whenever their bounding box wastes fewer.
+CALL_COST_TILES = 9
 
 TileBox = tuple[int, int, int, int]  # (row0, row1, col0, col1) of tiles, end-exclusive
 
