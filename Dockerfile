@@ -35,7 +35,8 @@ FROM ${PYTHON_IMAGE} AS final
 RUN python -m pip uninstall -y -q pip setuptools wheel 2>/dev/null || true \
     && groupadd --system --gid 10001 citybrain \
     && useradd --system --uid 10001 --gid citybrain --home-dir /app --shell /usr/sbin/nologin citybrain \
-    && mkdir -p /app/evidence && chown citybrain:citybrain /app/evidence
+    && mkdir -p /app/evidence /app/operators /app/.local/control-center \
+    && chown citybrain:citybrain /app/evidence /app/operators /app/.local/control-center
 COPY --from=build --chown=root:root /app /app
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONPATH=/app \
@@ -43,7 +44,9 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
 USER citybrain
-# Evidence snapshots: a volume shared by the detectors (writers) and the control center.
-VOLUME ["/app/evidence"]
+# The only places the services write (volumes in compose, so owned by citybrain from the
+# image): evidence snapshots (detectors write, the control center reads), the operators file
+# and the control center's archive.
+VOLUME ["/app/evidence", "/app/operators", "/app/.local/control-center"]
 ENTRYPOINT ["citybrain"]
 CMD ["--help"]
