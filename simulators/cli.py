@@ -46,6 +46,10 @@ from simulators.live import (
 from simulators.render import VARIANTS
 from simulators.shares import KafkaCameraShares, follow_shares
 
+# A replica's new share starts this long after it is taken on: about twice what simulating a
+# chunk of eight cameras' traffic takes on one core.
+SHARE_START_LEAD_MS = 2_000
+
 
 # Typer maps each parameter to an option, so a command's signature is its whole interface.
 def simulate(  # noqa: PLR0917
@@ -259,11 +263,16 @@ def simulate_live(  # noqa: PLR0917
         handle = stack.enter_context(truth.open("a", encoding="utf-8")) if truth else None
 
         def run_feed(owned: list[str], until: threading.Event) -> None:
-            # A share taken on starts now: its cameras' capture times are this instant's.
-            now_ms = int(time.time() * 1000) if share_group else settings.start_ts_ms
+            # A share taken on starts shortly: its first chunk of traffic is simulated while
+            # the feed waits for frame 0, instead of its first frames being late and skipped.
+            start_ms = (
+                int(time.time() * 1000) + SHARE_START_LEAD_MS
+                if share_group
+                else settings.start_ts_ms
+            )
             summary = run_live_feed(
                 bus,
-                replace(settings, camera_ids=tuple(owned), start_ts_ms=now_ms),
+                replace(settings, camera_ids=tuple(owned), start_ts_ms=start_ms),
                 metrics=metrics,
                 stop=until,
                 truth_sink=jsonl_truth_sink(handle) if handle else (lambda _v: None),
