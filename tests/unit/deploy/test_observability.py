@@ -56,6 +56,7 @@ REQUIRED_PANELS = (
 )
 REQUIRED_ALERTS = {
     "CitybrainServiceDown",
+    "CitybrainServiceAbsent",
     "CitybrainConsumerLagGrowing",
     "CitybrainDeadLetters",
     "CitybrainEndToEndLatencyHigh",
