@@ -226,12 +226,10 @@ def simulate_live(  # noqa: PLR0917
     if bool(cameras) == all_cameras:
         raise fail("give --camera ID (repeatable) or --all")
     try:
-        if all_cameras:
-            cameras = load_catalogue(catalogue).camera_ids()
-        assert cameras is not None
+        camera_ids = load_catalogue(catalogue).camera_ids() if all_cameras else list(cameras or ())
         fps = {
             load_camera_setup(c, catalogue_path=catalogue, simulator_config_path=config).scene.fps
-            for c in cameras
+            for c in camera_ids
         }
     except (UnknownCameraError, ConfigError) as exc:
         raise fail(str(exc)) from None
@@ -248,7 +246,7 @@ def simulate_live(  # noqa: PLR0917
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     settings = LiveFeedSettings(
-        camera_ids=tuple(cameras),
+        camera_ids=tuple(camera_ids),
         catalogue_path=catalogue,
         simulator_config_path=config,
         resolution_wh=resolution_wh,
@@ -284,9 +282,9 @@ def simulate_live(  # noqa: PLR0917
 
         try:
             if share_group is None:
-                run_feed(list(cameras), stop)
+                run_feed(camera_ids, stop)
             else:
-                shares = _join_shares(bus, cameras, share_group)
+                shares = _join_shares(bus, camera_ids, share_group)
                 try:
                     follow_shares(shares, run_feed, stop=stop)
                 finally:
@@ -297,7 +295,7 @@ def simulate_live(  # noqa: PLR0917
         finally:
             bus.close()
     console.out.print(
-        f"[green]ok[/green] {len(cameras)} cameras: published {total.published} frames, "
+        f"[green]ok[/green] {len(camera_ids)} cameras: published {total.published} frames, "
         f"dropped {total.dropped_late} late, {total.violations} violations in the truth"
     )
 

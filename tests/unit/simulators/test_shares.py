@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from typer.testing import CliRunner
 
+from services.cli import app
 from simulators.shares import cameras_for_partitions, follow_shares, shares_topic
 
 
@@ -60,3 +62,17 @@ def test_the_feed_restarts_on_every_new_share_and_stops_with_the_replica() -> No
 
     follow_shares(shares, run_feed, stop=stop, check_s=0.01)
     assert runs == [["a", "b"], ["b"], ["c"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "memory://"], "--camera ID (repeatable) or --all"),
+        (["--to", "memory://", "--all", "--camera", "wuzhen-cam-01"], "or --all"),
+        (["--to", "memory://", "--all", "--share-group", "g"], "needs --to kafka://"),
+    ],
+)
+def test_simulate_live_refuses_bad_share_options(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["simulate-live", *args])
+    assert result.exit_code == 2
+    assert message in result.output
