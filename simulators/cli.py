@@ -51,6 +51,14 @@ from simulators.shares import KafkaCameraShares, follow_shares
 SHARE_START_LEAD_MS = 2_000
 
 
+SimulatorConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Simulator traffic settings; default: simulator.yaml in the config directory."
+    ),
+]
+
+
 # Typer maps each parameter to an option, so a command's signature is its whole interface.
 def simulate(  # noqa: PLR0917
     camera: Annotated[
@@ -82,12 +90,7 @@ def simulate(  # noqa: PLR0917
         bool, typer.Option(help="Drop or corrupt about 2% of frames (marked in the truth).")
     ] = False,
     catalogue: CatalogueOption = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help="Simulator traffic settings; default: simulator.yaml in the config directory."
-        ),
-    ] = None,
+    config: SimulatorConfigOption = None,
 ) -> None:
     if (camera is None) == (not all_cameras):
         raise fail("give exactly one of --camera ID or --all")
@@ -215,12 +218,7 @@ def simulate_live(  # noqa: PLR0917
     ] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Traffic seed of the first chunk.")] = 0,
     catalogue: CatalogueOption = None,
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help="Simulator traffic settings; default: simulator.yaml in the config directory."
-        ),
-    ] = None,
+    config: SimulatorConfigOption = None,
 ) -> None:
     resolution_wh = parse_resolution(resolution)
     if bool(cameras) == all_cameras:
