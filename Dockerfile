@@ -24,10 +24,9 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --locked --no-dev --no-install-project
 COPY services ./services
 COPY simulators ./simulators
-COPY configs ./configs
 # The project itself is not built into the venv: that would fetch setuptools, which the lock
-# does not pin. The sources stay at /app on PYTHONPATH, where their default config paths
-# (configs/...) resolve, and `citybrain` is the same three lines the console script would be.
+# does not pin. The sources (default configs included) stay at /app on PYTHONPATH, and
+# `citybrain` is the same three lines the console script would be.
 RUN printf '#!/app/.venv/bin/python\nfrom services.cli import main\nmain()\n' > /app/.venv/bin/citybrain \
     && chmod 0755 /app/.venv/bin/citybrain
 
@@ -36,7 +35,8 @@ FROM ${PYTHON_IMAGE} AS final
 RUN python -m pip uninstall -y -q pip setuptools wheel 2>/dev/null || true \
     && groupadd --system --gid 10001 citybrain \
     && useradd --system --uid 10001 --gid citybrain --home-dir /app --shell /usr/sbin/nologin citybrain \
-    && mkdir -p /app/evidence && chown citybrain:citybrain /app/evidence
+    && mkdir -p /app/evidence /app/operators /app/.local/control-center \
+    && chown citybrain:citybrain /app/evidence /app/operators /app/.local/control-center
 COPY --from=build --chown=root:root /app /app
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONPATH=/app \
@@ -44,7 +44,9 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
 USER citybrain
-# Evidence snapshots: a volume shared by the detectors (writers) and the control center.
-VOLUME ["/app/evidence"]
+# The only places the services write (volumes in compose, so owned by citybrain from the
+# image): evidence snapshots (detectors write, the control center reads), the operators file
+# and the control center's archive.
+VOLUME ["/app/evidence", "/app/operators", "/app/.local/control-center"]
 ENTRYPOINT ["citybrain"]
 CMD ["--help"]

@@ -30,11 +30,7 @@ RESOLUTIONS = ((640, 360), (1280, 720), (1920, 1080))
 CAMERA = "wuzhen-cam-01"  # the busiest intersection: the most sprites per frame
 JPEG_QUALITY = 85
 GOAL_MS = 1.0
-OUTPUT_NAMES = {
-    "raw": "raw BGR",
-    "imencode": f"JPEG q{JPEG_QUALITY}, cv2.imencode",
-    "spliced": f"JPEG q{JPEG_QUALITY}, spliced",
-}
+OUTPUT_NAMES = {"raw": "raw BGR", "imencode": "cv2.imencode", "spliced": "spliced JPEG"}
 
 
 MODES = ("raw", "imencode", "spliced")
@@ -46,7 +42,7 @@ def measure(resolution_wh: tuple[int, int], *, seconds: float, mode: str) -> dic
     # The background (and its JPEG) is made once per camera; a warm-up frame keeps that out.
     camera.render(0)
     camera.jpeg_frame(0, JPEG_QUALITY)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     for index in range(camera.n_frames):
         if mode == "spliced":
             camera.jpeg_frame(index, JPEG_QUALITY)
@@ -55,7 +51,14 @@ def measure(resolution_wh: tuple[int, int], *, seconds: float, mode: str) -> dic
         if mode == "imencode":
             cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     ms = (time.perf_counter() - start) * 1000 / camera.n_frames
-    return {"ms_per_frame": round(ms, 3), "fps_per_core": round(1000 / ms, 1)}
+    # CPU time is what the frames cost the cores; on a shared machine the wall time also
+    # counts the waits for a core that other processes hold.
+    cpu_ms = (time.process_time() - start_cpu) * 1000 / camera.n_frames
+    return {
+        "ms_per_frame": round(ms, 3),
+        "cpu_ms_per_frame": round(cpu_ms, 3),
+        "fps_per_core": round(1000 / cpu_ms, 1),
+    }
 
 
 def montage(path: Path) -> None:
@@ -84,9 +87,9 @@ def main() -> None:
     rows = []
     for width, height in RESOLUTIONS:
         by_mode = {m: measure((width, height), seconds=args.seconds, mode=m) for m in MODES}
-        plain_ms = by_mode["imencode"]["ms_per_frame"]
+        plain_ms = by_mode["imencode"]["cpu_ms_per_frame"]
         for mode, result in by_mode.items():
-            ratio = round(result["ms_per_frame"] / plain_ms, 3)
+            ratio = round(result["cpu_ms_per_frame"] / plain_ms, 3)
             rows.append({"resolution": f"{width}x{height}", "mode": mode, **result, "ratio": ratio})
     spliced_720p = next(r for r in rows if r["resolution"] == "1280x720" and r["mode"] == "spliced")
     report = {
@@ -96,19 +99,27 @@ def main() -> None:
         "seconds": args.seconds,
         "machine": platform.processor() or platform.machine(),
         "goal_ms_per_720p_jpeg": GOAL_MS,
-        "goal_met": spliced_720p["ms_per_frame"] <= GOAL_MS,
+        "goal_met": spliced_720p["cpu_ms_per_frame"] <= GOAL_MS,
         "results": rows,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
-    table = Table(title=f"simulator, {CAMERA}, one core")
-    for column in ("resolution", "output", "ms/frame", "fps/core", "vs imencode"):
+    table = Table(title=f"simulator, {CAMERA}, one core, JPEG q{JPEG_QUALITY}")
+    for column in (
+        "resolution",
+        "output",
+        "CPU ms/frame",
+        "wall ms/frame",
+        "fps/core",
+        "CPU vs imencode",
+    ):
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
             row["resolution"],
             OUTPUT_NAMES[row["mode"]],
+            f"{row['cpu_ms_per_frame']:.2f}",
             f"{row['ms_per_frame']:.2f}",
             f"{row['fps_per_core']:.0f}",
             f"{row['ratio']:.2f}x",

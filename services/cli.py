@@ -35,6 +35,8 @@ _COMMAND_MODULES = (
     "services.control_center.cli",
     "simulators.cli",
     "services.embedded",
+    "services.stack.cli",
+    "services.loadtest.cli",
 )
 
 

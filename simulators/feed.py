@@ -48,6 +48,7 @@ __all__ = [
     "VARIANTS",
     "SimulatedCamera",
     "UnknownCameraError",
+    "load_camera_setup",
     "paced",
     "publish_frames",
     "simulate_camera",
@@ -264,18 +265,16 @@ class SimulatedCamera:
 
     def jpeg_frames(self, quality: int = 85) -> Iterator[Frame]:
         """Every frame with ``jpeg`` set; corrupt frames carry bytes no decoder accepts."""
-        for index in range(self.n_frames):
-            frame = self.jpeg_frame(index, quality)
-            if frame is not None:
-                yield frame
+        for truth in self.frame_truth:
+            if not truth.dropped:
+                yield self.jpeg_frame(truth.frame, quality)
 
-    def jpeg_frame(self, index: int, quality: int = 85) -> Frame | None:
-        """Frame ``index`` with ``jpeg`` set, or None if the truth marks it dropped."""
-        truth = self.frame_truth[index]
-        if truth.dropped:
-            return None
+    def jpeg_frame(self, frame_index: int, quality: int = 85) -> Frame:
+        """Frame ``frame_index`` as ``jpeg_frames()`` sends it, encoded only when asked for
+        (a live feed that falls behind skips frames without paying for their encoding)."""
         if self.variant == "jpeg":
             quality = min(quality, HEAVY_JPEG_QUALITY)
+        truth = self.frame_truth[frame_index]
         data = _garbage(truth.frame) if truth.corrupt else self._jpeg(truth.frame, quality)
         return Frame(camera_id=self.camera_id, index=truth.frame, ts_ms=truth.ts_ms, jpeg=data)
 

@@ -4,13 +4,13 @@ A simulated camera's frame is its background plus vehicles and a lit lamp, which
 small part of the picture. ``cv2.imencode`` spends its time on the whole frame regardless.
 :class:`BackgroundJpegEncoder` encodes the background once with a restart marker after every
 *tile* (a run of MCUs within one MCU row); a restart resets the entropy coder, so each tile's
-bytes depend on that tile's pixels alone. A frame then costs one ``cv2.imencode`` of each
-band of tile rows that changed, and a splice: the background's bytes for clean tiles, the
-band's bytes for the rest, with the restart markers renumbered to their place.
+bytes depend on that tile's pixels alone. A frame then costs one ``cv2.imencode`` per box of
+tiles that changed (nearby boxes merged) and a splice: the background's bytes for clean
+tiles, the boxes' bytes for the rest, with the restart markers renumbered to their place.
 
 The result is byte for byte what ``cv2.imencode`` gives for the whole frame with the same
 quality and restart interval, so it decodes to exactly the picture plain ``cv2.imencode``
-would give; the markers cost about 1% more bytes.
+would give; the markers cost about 1.5% more bytes.
 
 >>> background = np.full((720, 1280, 3), 90, np.uint8)
 >>> encoder = BackgroundJpegEncoder(background, quality=85)
@@ -41,8 +41,9 @@ RectXYXY = tuple[int, int, int, int]
 _SOI, _EOI, _SOS, _DQT, _DHT, _SOF0, _DRI = 0xD8, 0xD9, 0xDA, 0xDB, 0xC4, 0xC0, 0xDD
 _RST = [bytes((0xFF, 0xD0 + n)) for n in range(8)]
 _RST_MARKER = re.compile(rb"\xff[\xd0-\xd7]")
-# A tile of up to 8 MCUs (128 px at 4:2:0) keeps the markers near 1% of a 720p frame while a
-# vehicle still dirties only a tile or two across.
+# A tile of up to 8 MCUs (128 px at 4:2:0) keeps the markers near 1.5% of a 720p frame. Tiles
+# of 4 or 2 MCUs re-encode less road around each vehicle but cost 3% to 5% more bytes on the
+# frames topic, for a CPU saving within the measurement's noise (bench/simulate.py).
 MAX_TILE_MCUS = 8
 
 
@@ -113,9 +114,9 @@ def parse_jpeg(data: bytes) -> JpegLayout:
     )
 
 
-# One more cv2.imencode call costs about as much as encoding this many more tiles, so two
-# boxes are encoded as one whenever their bounding box wastes fewer tiles than that.
-CALL_COST_TILES = 6
+# One more cv2.imencode call (and its splice) costs about as much as encoding this many more
+# 128 x 16 tiles, so two boxes are encoded as one whenever their bounding box wastes fewer.
+CALL_COST_TILES = 9
 
 TileBox = tuple[int, int, int, int]  # (row0, row1, col0, col1) of tiles, end-exclusive
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError
@@ -32,6 +33,8 @@ DEFAULT_SHARE_GROUP = "citybrain-simulator"
 SESSION_TIMEOUT_MS = 10_000
 # The poll thread's longest wait; a close takes at most this long.
 POLL_MS = 500
+# How often a replica compares its share with the group's (so how soon it follows a rebalance).
+SHARE_CHECK_S = 1.0
 
 
 def shares_topic(camera_count: int, name: str = SHARES_TOPIC_NAME) -> TopicSpec:
@@ -122,3 +125,42 @@ class KafkaCameraShares:
         """Leave the group and wait for the poll thread to end."""
         self._stop.set()
         self._thread.join()
+
+
+class CameraShares(Protocol):
+    def owned(self) -> list[str]: ...
+
+
+def follow_shares(
+    shares: CameraShares,
+    run_feed: Callable[[list[str], threading.Event], None],
+    *,
+    stop: threading.Event,
+    check_s: float = SHARE_CHECK_S,
+) -> None:
+    """Run ``run_feed(cameras, epoch_stop)`` on this replica's share until ``stop``.
+
+    ``epoch_stop`` is set when the share changes (the feed returns, and starts again on the
+    new share) or when ``stop`` is set. With no share (more replicas than partitions) it
+    waits for one.
+    """
+    while not stop.is_set():
+        owned = shares.owned()
+        if not owned:
+            stop.wait(check_s)
+            continue
+        log.info("streaming %d cameras: %s", len(owned), ", ".join(owned))
+        epoch_stop = threading.Event()
+
+        def watch(owned: list[str] = owned, epoch_stop: threading.Event = epoch_stop) -> None:
+            while not epoch_stop.wait(check_s):
+                if stop.is_set() or shares.owned() != owned:
+                    epoch_stop.set()
+
+        watcher = threading.Thread(target=watch, name="share-watch", daemon=True)
+        watcher.start()
+        try:
+            run_feed(owned, epoch_stop)
+        finally:
+            epoch_stop.set()
+            watcher.join()

@@ -68,7 +68,8 @@ def make_violation_id(
     """Build the stable id that the dispatcher de-duplicates on.
 
     It depends only on what a replay of the same footage reproduces, so the same violation
-    seen twice gets the same id.
+    seen twice gets the same id. The number in it is the track id, or whatever number the
+    caller passes as ``track_id`` to identify the vehicle (see ``ViolationEvent.create``).
 
     >>> make_violation_id(camera_id="wuzhen-cam-01", violation_type=ViolationType.RED_LIGHT,
     ...                   track_id=123, ts_ms=1700000000000)
@@ -114,14 +115,21 @@ class ViolationEvent(BaseModel):
         bbox_xywh: tuple[int, int, int, int],
         confidence: float,
         snapshot: str | None = None,
+        id_number: int | None = None,
     ) -> ViolationEvent:
-        """Build an event with its deterministic ``violation_id``."""
+        """Build an event with its deterministic ``violation_id``.
+
+        The id's number is the track id unless ``id_number`` is given. Track ids are
+        private to one detector's tracker, so a detector that takes a camera over numbers
+        the same vehicle differently; the detector passes the event's place among its
+        frame's events of the same type instead, which both detectors see alike.
+        """
         return cls.model_validate(
             {
                 "violation_id": make_violation_id(
                     camera_id=camera_id,
                     violation_type=violation_type,
-                    track_id=track_id,
+                    track_id=track_id if id_number is None else id_number,
                     ts_ms=ts_ms,
                 ),
                 "type": violation_type,

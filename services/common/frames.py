@@ -38,6 +38,9 @@ class Frame:
     ts_ms: int
     jpeg: bytes | None = None
     bgr: BGRImage | None = None
+    # Read again by a detector taking the camera over, to rebuild the camera's state; the
+    # previous owner already published whatever this frame showed.
+    replay: bool = False
 
     def __post_init__(self) -> None:
         if self.jpeg is None and self.bgr is None:
@@ -69,4 +72,10 @@ def frame_from_message(message: BusMessage) -> Frame:
         ) from None
     if not camera_id:
         raise FrameHeaderError("frames message has no camera id header or key")
-    return Frame(camera_id=camera_id, index=index, ts_ms=ts_ms, jpeg=message.value)
+    return Frame(
+        camera_id=camera_id,
+        index=index,
+        ts_ms=ts_ms,
+        jpeg=message.value,
+        replay=message.replayed,
+    )

@@ -16,11 +16,13 @@ from prometheus_client import CollectorRegistry, start_http_server
 from rich.table import Table
 
 from services.common.bus import Bus, BusError, open_bus
+from services.common.bus.kafka import KafkaBus
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.paths import SCENES_DIR, config_path
 from services.common.config.scene import SceneConfig
 from services.common.console import fail, frame_progress, out
 from services.common.events import VIOLATIONS_TOPIC
+from services.common.lag import ConsumerLagGauge
 from services.detector.annotate import AnnotatedVideoWriter, AnnotateError
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
@@ -252,15 +254,40 @@ def detect_command(
     metrics_port: Annotated[
         int, typer.Option(help="Serve Prometheus /metrics here (0: off).")
     ] = 9102,
+    metrics_host: Annotated[
+        str, typer.Option(help="Address /metrics binds to (0.0.0.0 inside a container).")
+    ] = "127.0.0.1",
     group_id: Annotated[str, typer.Option(help="Consumer group on the frames topic.")] = (
         "citybrain-detector"
     ),
     clip_s: Annotated[float, _CLIP_OPTION] = 0.0,
+    handover_warmup_s: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=600,
+            help="For a camera taken over from another detector of the group, replay this much "
+            "of its recent frames without publishing, so the pipeline is warm (standing "
+            "vehicles, signal state) by the first frame nobody has handled. At least the "
+            "longest max_dwell_s plus a few seconds.",
+        ),
+    ] = 30.0,
+    session_timeout_s: Annotated[
+        float,
+        typer.Option(
+            min=6,
+            max=300,
+            help="How long the group waits for a detector that stopped answering before its "
+            "cameras move to the others (the broker allows 6 s and up).",
+        ),
+    ] = 10.0,
 ) -> None:
     """Detect violations in one or more camera feeds and publish them on the bus."""
     cv2.setNumThreads(1)
     stop = threading.Event()
     bus = _events_bus(bus_url)
+    registry = CollectorRegistry()
+    lag = ConsumerLagGauge(registry, group=group_id)
     scenes: dict[str, SceneConfig] = {}
     feeds: list[Iterable[SourceItem]] = []
     for spec in sources:
@@ -280,13 +307,23 @@ def detect_command(
             _check_fit(scene, scene_path, video_source)
             feeds.append(video_source)
         elif spec.startswith("kafka://"):
-            feeds.append(KafkaFrameSource(open_bus(spec), group_id=group_id, stop=stop))
+            frames_bus = open_bus(spec)
+            assert isinstance(frames_bus, KafkaBus)  # a kafka:// URL opens one
+            feeds.append(
+                KafkaFrameSource(
+                    frames_bus,
+                    group_id=group_id,
+                    stop=stop,
+                    handover_replay_s=handover_warmup_s,
+                    session_timeout_s=session_timeout_s,
+                    on_lag=lag.update,
+                )
+            )
         else:
             raise fail(f"--source {spec!r}: expected sim:CAMERA, video:PATH or kafka://HOST:PORT")
 
-    registry = CollectorRegistry()
     if metrics_port:
-        start_http_server(metrics_port, registry=registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=registry)
     directory = SceneDirectory(scenes_dir or config_path(SCENES_DIR))
     worker = DetectorWorker(
         scenes=lambda camera_id: scenes.get(camera_id) or directory(camera_id),

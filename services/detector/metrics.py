@@ -23,6 +23,7 @@ STAGE_SECONDS_BUCKETS = (
 class DetectorMetrics:
     frames_processed: Counter
     frames_dropped: Counter
+    frames_replayed: Counter
     stage_seconds: Histogram
     violations: Counter
     signal_changes: Counter
@@ -40,6 +41,13 @@ class DetectorMetrics:
                 "citybrain_frames_dropped",
                 "Frames skipped: undecodable, wrong size, unreadable or without a scene.",
                 ["camera_id", "reason"],
+                registry=registry,
+            ),
+            frames_replayed=Counter(
+                "citybrain_frames_replayed",
+                "Frames read again, without publishing, to warm up a camera taken over from "
+                "another detector.",
+                ["camera_id"],
                 registry=registry,
             ),
             stage_seconds=Histogram(

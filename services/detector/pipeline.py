@@ -106,9 +106,16 @@ class _Feed:
     pixels, the tracker, and where vehicles may stand unseen."""
 
     def __init__(
-        self, scene: SceneConfig, settings: DetectorSettings, decoder: WorkingDecoder
+        self,
+        scene: SceneConfig,
+        settings: DetectorSettings,
+        decoder: WorkingDecoder,
+        *,
+        first_ts_ms: int,
     ) -> None:
         work_w, work_h = decoder.working_wh
+        # Events number tracks from here up: see _track_base_for.
+        self.track_base = _track_base_for(first_ts_ms)
         scene_w = scene.resolution_wh[0] if scene.resolution_wh else decoder.source_wh[0]
         self.decoder = decoder
         self.geometry = _Geometry(
@@ -188,7 +195,9 @@ class DetectorPipeline:
                 if self.scene.traffic_light is None
                 else decoder.decode_with_colour(frame)
             )
-        feed = self._feed = self._feed or _Feed(self.scene, self._settings, decoder)
+        feed = self._feed = self._feed or _Feed(
+            self.scene, self._settings, decoder, first_ts_ms=frame.ts_ms
+        )
         geometry, tracker = feed.geometry, feed.tracker
         self._recent.append(frame)
         if isinstance(picture, WorkingPicture):
@@ -220,7 +229,7 @@ class DetectorPipeline:
             index=frame.index,
             ts_ms=frame.ts_ms,
             tracks=tracks,
-            events=tuple(self._event(hit, geometry.scale) for hit in hits),
+            events=tuple(self._event(hit, place, feed) for hit, place in _places(hits)),
         )
 
     def held(self, *, index: int, ts_ms: int, dropped: str) -> FrameResult:
@@ -322,15 +331,16 @@ class DetectorPipeline:
             geometry.red_light.retain(alive)
         return hits
 
-    def _event(self, hit: RuleHit, scale: Scale) -> ViolationEvent:
+    def _event(self, hit: RuleHit, place: int, feed: _Feed) -> ViolationEvent:
         event = ViolationEvent.create(
+            id_number=place,
             violation_type=hit.violation_type,
             camera_id=self.scene.camera_id,
             city=self.scene.city,
             frame=hit.frame,
             ts_ms=hit.ts_ms,
-            track_id=hit.track_id,
-            bbox_xywh=scale.box_to_scene(hit.box_xywh),
+            track_id=feed.track_base + hit.track_id,
+            bbox_xywh=feed.geometry.scale.box_to_scene(hit.box_xywh),
             confidence=hit.confidence,
         )
         frame = next((f for f in self._recent if f.index == hit.frame), None)
@@ -338,6 +348,37 @@ class DetectorPipeline:
             return event
         snapshot = self._evidence.save(event=event, frame=frame, scene=self.scene)
         return event.model_copy(update={"snapshot": snapshot})
+
+
+def _track_base_for(first_ts_ms: int) -> int:
+    """Where a pipeline's event track ids start: its first frame's second (mod 10^6) x 1000.
+
+    The dispatcher groups repeats by camera, type and track id. A detector taking a camera
+    over numbers its tracks from 1 again, and without a base its track 3 would be grouped
+    with the previous owner's track 3, a different vehicle. A replay of the same footage
+    starts at the same second, so it numbers the same.
+
+    >>> _track_base_for(1_700_000_012_345)
+    12000
+    """
+    return (first_ts_ms // 1000) % 1_000_000 * 1000
+
+
+def _places(hits: list[RuleHit]) -> list[tuple[RuleHit, int]]:
+    """Each hit with its place among the hits of its type and frame, left to right.
+
+    The place, not the track id, goes into the ``violation_id``: a detector that takes the
+    camera over and replays the frame finds the same vehicles in the same order, but tracks
+    them under its own ids. Almost every place is 0; two vehicles of one frame are 0 and 1.
+    """
+    ordered = sorted(hits, key=lambda h: (h.violation_type.value, h.frame, h.box_xywh[0]))
+    places: dict[int, int] = {}
+    seen: dict[tuple[str, int], int] = {}
+    for hit in ordered:
+        key = (hit.violation_type.value, hit.frame)
+        places[id(hit)] = seen.get(key, 0)
+        seen[key] = places[id(hit)] + 1
+    return [(hit, places[id(hit)]) for hit in hits]
 
 
 def _fill(mask: GreyImage, box_xywh: BoxXYWH) -> float:

@@ -17,7 +17,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from services.common.bus import Bus
+from services.common.bus.kafka import KafkaBus
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, Frame, FrameHeaderError, frame_from_message
 from services.detector.container import Truncation, find_truncation
@@ -279,21 +279,43 @@ def open_scene_source(spec: str, options: SceneSourceOptions) -> SceneSource | N
 
 
 class KafkaFrameSource:
-    """Frames of many cameras from the bus's ``frames`` topic, until ``stop`` is set.
+    """Frames of many cameras from the Kafka ``frames`` topic, until ``stop`` is set.
 
-    A batch is committed when the next one is polled, that is, after the worker has
-    processed every frame of it: a crash replays at most one batch (at-least-once).
+    The cameras are shared out by the consumer group: each partition (a set of cameras,
+    as frames are keyed by camera) has one owner. A batch is committed when the next one is
+    polled, that is, after the worker has processed every frame of it: a crash replays at
+    most one batch (at-least-once). A partition taken over from another detector starts
+    ``handover_replay_s`` back, its already handled frames marked ``replay`` (see
+    :class:`~services.common.bus.kafka.HandoverReplay`). ``on_lag`` gets the consumer's
+    lag per partition after every poll.
     """
 
-    def __init__(self, bus: Bus, *, group_id: str, stop: threading.Event) -> None:
+    def __init__(
+        self,
+        bus: KafkaBus,
+        *,
+        group_id: str,
+        stop: threading.Event,
+        handover_replay_s: float = 0.0,
+        session_timeout_s: float | None = None,
+        on_lag: Callable[[dict[tuple[str, int], int]], None] | None = None,
+    ) -> None:
         bus.ensure_topics([FRAMES_TOPIC])
-        self._consumer = bus.subscribe([FRAMES_TOPIC.name], group_id=group_id)
+        self._consumer = bus.subscribe(
+            [FRAMES_TOPIC.name],
+            group_id=group_id,
+            handover_replay_s=handover_replay_s,
+            session_timeout_s=session_timeout_s,
+        )
         self._stop = stop
+        self._on_lag = on_lag
 
     def __iter__(self) -> Iterator[SourceItem]:
         try:
             while not self._stop.is_set():
                 batch = self._consumer.poll(timeout_s=0.5, max_records=200)
+                if self._on_lag is not None:
+                    self._on_lag(self._consumer.lag())
                 for message in batch:
                     try:
                         yield frame_from_message(message)

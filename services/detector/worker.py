@@ -17,6 +17,7 @@ from services.common.bus import Bus
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.scene import SceneConfig
 from services.common.events import VIOLATIONS_TOPIC, ViolationEvent
+from services.common.frames import Frame
 from services.detector.decode import CorruptFrameError
 from services.detector.evidence import EvidenceSink
 from services.detector.metrics import DetectorMetrics
@@ -31,11 +32,19 @@ EventSink = Callable[[ViolationEvent], None]
 FrameSink = Callable[[SeenFrame], None]
 SceneLookup = Callable[[str], SceneConfig | None]
 
+# A replayed frame this far after the camera's last frame (the camera comes back after
+# another detector had it), or not after it (this detector replays what it saw before), means
+# the pipeline's state belongs to another stretch of the feed: it starts again. Only replayed
+# frames (a handover) restart a pipeline; a file's odd timestamps never do.
+DISCONTINUITY_MS = 3_000
+
 
 @dataclass
 class WorkerStats:
     frames_read: int = 0
     frames_processed: int = 0
+    frames_replayed: int = 0
+    restarts: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     events: Counter[str] = field(default_factory=Counter)
 
@@ -84,6 +93,7 @@ class DetectorWorker:
         self._evidence = evidence
         self._settings = settings
         self._pipelines: dict[str, DetectorPipeline] = {}
+        self._last_ts_ms: dict[str, int] = {}
         self.stats = WorkerStats()
 
     def run(self, items: Iterable[SourceItem]) -> WorkerStats:
@@ -101,12 +111,17 @@ class DetectorWorker:
             self._recorder.close()
 
     def handle(self, item: SourceItem) -> list[ViolationEvent]:
-        """Process one source item; never raises for a bad frame."""
+        """Process one source item; never raises for a bad frame.
+
+        A ``replay`` frame only warms the camera's pipeline up: its events are dropped,
+        since the detector that owned the camera before already published them.
+        """
         self.stats.frames_read += 1
         if isinstance(item, DroppedFrame):
             self._drop(item.camera_id, item.reason)
             self._see_dropped(item.camera_id, item.index, item.ts_ms, item.reason)
             return []
+        self._restart_on_discontinuity(item)
         pipeline = self._pipeline(item.camera_id)
         if pipeline is None:
             self._drop(item.camera_id, "no_scene")
@@ -116,6 +131,10 @@ class DetectorWorker:
         except CorruptFrameError as exc:
             self._drop(item.camera_id, exc.reason)
             self._see_dropped(item.camera_id, item.index, item.ts_ms, exc.reason)
+            return []
+        if item.replay:
+            self.stats.frames_replayed += 1
+            self._metrics.frames_replayed.labels(camera_id=item.camera_id).inc()
             return []
         if self._recorder is not None:
             result = self._recorder.observe(pipeline.scene, item, result)
@@ -147,6 +166,16 @@ class DetectorWorker:
     def _see(self, seen: SeenFrame) -> None:
         for sink in self._frame_sinks:
             sink(seen)
+
+    def _restart_on_discontinuity(self, frame: Frame) -> None:
+        last = self._last_ts_ms.get(frame.camera_id)
+        self._last_ts_ms[frame.camera_id] = frame.ts_ms
+        if last is None:
+            return
+        gap_ms = frame.ts_ms - last
+        restart = frame.replay and (gap_ms <= 0 or gap_ms > DISCONTINUITY_MS)
+        if restart and self._pipelines.pop(frame.camera_id, None) is not None:
+            self.stats.restarts += 1
 
     def _pipeline(self, camera_id: str) -> DetectorPipeline | None:
         pipeline = self._pipelines.get(camera_id)

@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from services.common.bus import Headers
 from services.common.config.catalogue import Catalogue
 from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
+from services.common.lag import ConsumerLagGauge
 from services.common.queue import ControlCenterQueue
 from services.dispatcher.config import DispatchConfig
 from services.dispatcher.core import Dispatcher
@@ -48,6 +49,8 @@ from services.dispatcher.steps import DispatchSteps, SourceMessage, StateChange
 from services.dispatcher.writer import write_in_order
 
 log = logging.getLogger(__name__)
+# Lag is sampled this often; Prometheus scrapes every few seconds, so finer is wasted.
+LAG_INTERVAL_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,5 +187,20 @@ def build_app(
         await steps.prune()
 
     app.timer(interval=config.state_prune_interval_s)(prune_state)
+
+    lag = ConsumerLagGauge(registry, group=settings.app_id)
+
+    async def report_lag() -> None:
+        # Lag as Kafka's own tools count it: the end of each partition minus the group's
+        # committed offset there.
+        committed = app.monitor.tp_committed_offsets
+        lags: dict[tuple[str, int], int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp) if tp.topic == settings.topic else None
+            if highwater is not None:
+                lags[(tp.topic, tp.partition)] = max(highwater - committed.get(tp, 0), 0)
+        lag.update(lags)
+
+    app.timer(interval=LAG_INTERVAL_S)(report_lag)
 
     return app

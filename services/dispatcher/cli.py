@@ -85,6 +85,12 @@ def dispatch(
     metrics_port: Annotated[
         int, typer.Option("--metrics-port", help="HTTP port for /metrics")
     ] = 6066,
+    metrics_host: Annotated[
+        str,
+        typer.Option(
+            "--metrics-host", help="Address /metrics binds to (0.0.0.0 inside a container)"
+        ),
+    ] = "127.0.0.1",
     config_path: Annotated[
         Path | None,
         typer.Option(
@@ -149,6 +155,7 @@ def dispatch(
             topic=topic,
             dlq_topic=dlq_topic,
             web_port=metrics_port,
+            web_host=metrics_host,
         )
         app = build_app(
             settings, queue=open_queue(queue, prefix=queue_prefix), registry=CollectorRegistry()

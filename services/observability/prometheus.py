@@ -74,7 +74,7 @@ def render_prometheus_config(
     *,
     rule_files: Sequence[str],
     discovery: Discovery = Discovery.STATIC,
-    scrape_interval_s: int = SCRAPE_INTERVAL_S,
+    scrape_interval_s: float = SCRAPE_INTERVAL_S,
 ) -> str:
     """The ``prometheus.yml`` text scraping ``targets`` (job name -> ``HOST:PORT`` list).
 
@@ -83,10 +83,10 @@ def render_prometheus_config(
     """
     config = {
         "global": {
-            "scrape_interval": f"{scrape_interval_s}s",
-            "evaluation_interval": f"{EVALUATION_INTERVAL_S}s",
+            "scrape_interval": f"{scrape_interval_s:g}s",
+            "evaluation_interval": f"{min(scrape_interval_s, EVALUATION_INTERVAL_S):g}s",
             # A scrape of a busy detector must finish well within the interval.
-            "scrape_timeout": f"{max(scrape_interval_s - 1, 1)}s",
+            "scrape_timeout": f"{max(scrape_interval_s - 1, 1):g}s",
         },
         "rule_files": list(rule_files),
         "scrape_configs": [_job(name, list(t), discovery) for name, t in targets.items()],

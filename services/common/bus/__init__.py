@@ -40,6 +40,9 @@ class BusMessage:
     value: bytes
     headers: Headers = ()
     ts_ms: int = 0
+    # Read again on purpose: a consumer that took the partition over replays history before
+    # the group's committed offset to rebuild its state (see ``KafkaBus.subscribe``).
+    replayed: bool = False
 
     def header(self, name: str) -> bytes | None:
         """The first header called ``name``, or None."""

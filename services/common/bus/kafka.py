@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
@@ -126,10 +127,29 @@ class KafkaBus:
         except KafkaError as exc:
             raise BusError(f"flush failed: {exc}") from exc
 
-    def subscribe(self, topics: Sequence[str], *, group_id: str) -> KafkaBusConsumer:
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        *,
+        group_id: str,
+        handover_replay_s: float = 0.0,
+        session_timeout_s: float | None = None,
+    ) -> KafkaBusConsumer:
+        """A consumer in ``group_id``; see :class:`HandoverReplay` for ``handover_replay_s``.
+
+        ``session_timeout_s`` is how long the group waits for a member that stopped
+        heart-beating (a crashed process) before its partitions move on; kafka-python's
+        default is 45 s. Heartbeats go at a third of it.
+        """
+        timeouts: dict[str, int] = {}
+        if session_timeout_s is not None:
+            timeouts = {
+                "session_timeout_ms": round(session_timeout_s * 1000),
+                "heartbeat_interval_ms": round(session_timeout_s * 1000 / 3),
+            }
         try:
             consumer = KafkaConsumer(
-                *topics,
+                **timeouts,
                 bootstrap_servers=self.bootstrap_servers,
                 client_id=self._client_id,
                 group_id=group_id,
@@ -139,7 +159,9 @@ class KafkaBus:
             )
         except KafkaError as exc:
             raise BusError(f"cannot reach Kafka at {self.bootstrap_servers}: {exc}") from exc
-        return KafkaBusConsumer(consumer)
+        replay = HandoverReplay(consumer, replay_ms=round(handover_replay_s * 1000))
+        consumer.subscribe(list(topics), listener=replay)
+        return KafkaBusConsumer(consumer, replay=replay, group_id=group_id)
 
     def close(self) -> None:
         if self._producer is not None:
@@ -147,13 +169,106 @@ class KafkaBus:
             self._producer = None
 
 
-class KafkaBusConsumer:
-    def __init__(self, consumer: KafkaConsumer) -> None:
+class HandoverReplay(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Replays recent history of each partition this consumer takes over from another one.
+
+    A stateful consumer (a detector's per-camera pipeline) that takes a partition over
+    would start cold at the group's committed offset. Instead it starts ``replay_ms`` of
+    history earlier: the messages before the committed offset come back marked
+    ``replayed``, to rebuild state from, not to act on (the previous owner did), and the
+    consumer is warm by the time it reaches the first message nobody has handled. A
+    partition with no committed offset starts ``replay_ms`` back with nothing marked, so a
+    group never replays a whole topic of stale frames. Partitions kept across a rebalance
+    (kafka-python's eager protocol revokes and reassigns them all) are not replayed.
+
+    kafka-python runs this listener on its network thread, where no blocking call is
+    allowed, so the listener only notes the partitions taken; :meth:`seek_taken` looks their
+    offsets up and seeks, from the polling thread.
+    """
+
+    def __init__(self, consumer: KafkaConsumer, *, replay_ms: int) -> None:
         self._consumer = consumer
+        self._replay_ms = replay_ms
+        self._owned: set[TopicPartition] = set()
+        self.taken: set[TopicPartition] = set()
+        # Offsets below these (per partition) were handled by a previous owner.
+        self.handled_below: dict[TopicPartition, int] = {}
+        self.assignments = 0
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        """Nothing to do until the new assignment is known."""
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        self.assignments += 1
+        self._owned, previous = set(assigned), self._owned
+        self.handled_below = {tp: o for tp, o in self.handled_below.items() if tp in self._owned}
+        self.taken = (self.taken | (self._owned - previous)) & self._owned
+        if self._replay_ms <= 0:
+            self.taken = set()
+
+    def seek_taken(self) -> set[TopicPartition]:
+        """Seek every partition taken since the last call; returns them."""
+        taken, self.taken = self.taken, set()
+        if not taken:
+            return taken
+        since_ms = int(time.time() * 1000) - self._replay_ms
+        try:
+            starts = self._consumer.offsets_for_times({tp: since_ms for tp in taken})
+            for tp in taken:
+                committed = self._consumer.committed(tp)
+                found = starts.get(tp)
+                start = found.offset if found is not None else committed
+                if committed is not None:
+                    self.handled_below[tp] = committed
+                    start = min(start, committed) if start is not None else committed
+                if start is not None:
+                    self._consumer.seek(tp, start)
+        except KafkaError as exc:
+            # Not fatal: the partition then starts cold at the committed offset.
+            log.warning("handover replay skipped for %s: %s", sorted(taken), exc)
+        return taken
+
+    def replayed(self, topic: str, partition: int, offset: int) -> bool:
+        return offset < self.handled_below.get(TopicPartition(topic, partition), -1)
+
+
+class KafkaBusConsumer:
+    def __init__(
+        self, consumer: KafkaConsumer, *, replay: HandoverReplay | None = None, group_id: str = ""
+    ) -> None:
+        self._consumer = consumer
+        self._replay = replay
+        self.group_id = group_id
+
+    @property
+    def assignments(self) -> int:
+        """How many partition assignments (rebalances) this consumer has been through."""
+        return self._replay.assignments if self._replay else 0
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Messages behind the end of each assigned partition, from the last fetch's high
+        watermark (no request to the broker); partitions not fetched yet are left out."""
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = self._consumer.position(tp)
+            except KafkaError:
+                continue
+            if position is not None:
+                lags[(tp.topic, tp.partition)] = max(highwater - position, 0)
+        return lags
 
     def poll(self, *, timeout_s: float, max_records: int = 500) -> list[BusMessage]:
         try:
             batches = self._consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+            if self._replay is not None and self._replay.taken:
+                # Records of a just-taken partition start at the committed offset; they come
+                # again after the replay that the seek sets up.
+                sought = self._replay.seek_taken()
+                batches = {tp: records for tp, records in batches.items() if tp not in sought}
         except KafkaError as exc:
             raise BusError(f"poll failed: {exc}") from exc
         return [
@@ -165,6 +280,8 @@ class KafkaBusConsumer:
                 value=r.value if r.value is not None else b"",
                 headers=tuple((k, v if v is not None else b"") for k, v in (r.headers or ())),
                 ts_ms=r.timestamp,
+                replayed=self._replay is not None
+                and self._replay.replayed(r.topic, r.partition, r.offset),
             )
             for records in batches.values()
             for r in records
@@ -173,6 +290,8 @@ class KafkaBusConsumer:
     def commit(self, messages: Sequence[BusMessage]) -> None:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         for m in messages:
+            if m.replayed:  # committing it would move the group's offset backwards
+                continue
             tp = TopicPartition(m.topic, m.partition)
             if tp not in offsets or offsets[tp].offset < m.offset + 1:
                 offsets[tp] = OffsetAndMetadata(m.offset + 1, "", -1)

@@ -33,7 +33,7 @@ GRAFANA_DIR = ROOT / "configs" / "grafana"
 CODE_DIRS = (ROOT / "services", ROOT / "simulators")
 # The option that sets the port each citybrain subcommand serves /metrics on.
 METRICS_PORT_OPTION = {
-    "simulate": "--metrics-port",
+    "simulate-live": "--metrics-port",
     "detect": "--metrics-port",
     "dispatch": "--metrics-port",
     "control-center": "--port",
@@ -56,6 +56,7 @@ REQUIRED_PANELS = (
 )
 REQUIRED_ALERTS = {
     "CitybrainServiceDown",
+    "CitybrainServiceAbsent",
     "CitybrainConsumerLagGrowing",
     "CitybrainDeadLetters",
     "CitybrainEndToEndLatencyHigh",

@@ -55,7 +55,7 @@ def test_it_decodes_to_exactly_the_picture_plain_imencode_gives() -> None:
     camera = simulate_camera("hangzhou-cam-03", seconds=20)
     for index in (0, 57, 120, 199):
         spliced = camera.jpeg_frame(index, QUALITY)
-        assert spliced is not None and spliced.jpeg is not None
+        assert spliced.jpeg is not None
         picture = camera.render(index)
         plain = encode_whole(picture, quality=QUALITY)
         assert np.array_equal(_decode(spliced.jpeg), _decode(plain))
@@ -90,7 +90,7 @@ def test_variants_that_change_every_pixel_have_no_damage_and_encode_whole(varian
     trajectory = camera._trajectory
     assert camera._renderer.damage_xyxy(trajectory.frames[3], None) is None
     frame = camera.jpeg_frame(3)
-    assert frame is not None and frame.jpeg is not None
+    assert frame.jpeg is not None
     assert _decode(frame.jpeg).shape == (180, 320, 3)
 
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import threading
 
-from simulators.shares import cameras_for_partitions, shares_topic
+import pytest
+from typer.testing import CliRunner
+
+from services.cli import app
+from simulators.shares import cameras_for_partitions, follow_shares, shares_topic
 
 
 @pytest.mark.parametrize(
@@ -29,3 +33,46 @@ def test_members_holding_disjoint_partitions_share_every_camera_exactly_once() -
     members = [range(0, count, 3), range(1, count, 3), range(2, count, 3)]
     owned = [cameras_for_partitions(cameras, partitions=m, partition_count=count) for m in members]
     assert sorted(c for share in owned for c in share) == sorted(cameras)
+
+
+class _Shares:
+    """A share group whose answer the test changes."""
+
+    def __init__(self, owned: list[str]) -> None:
+        self.now = owned
+
+    def owned(self) -> list[str]:
+        return list(self.now)
+
+
+def test_the_feed_restarts_on_every_new_share_and_stops_with_the_replica() -> None:
+    shares, stop = _Shares(["a", "b"]), threading.Event()
+    runs: list[list[str]] = []
+
+    def run_feed(owned: list[str], until: threading.Event) -> None:
+        runs.append(owned)
+        if len(runs) == 1:
+            shares.now = ["b"]  # a rebalance took camera a away
+        elif len(runs) == 2:
+            shares.now = []  # more replicas than partitions: nothing to stream
+            threading.Timer(0.05, lambda: setattr(shares, "now", ["c"])).start()
+        else:
+            stop.set()
+        assert until.wait(5), "the feed was never told to stop"
+
+    follow_shares(shares, run_feed, stop=stop, check_s=0.01)
+    assert runs == [["a", "b"], ["b"], ["c"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--to", "memory://"], "--camera ID (repeatable) or --all"),
+        (["--to", "memory://", "--all", "--camera", "wuzhen-cam-01"], "or --all"),
+        (["--to", "memory://", "--all", "--share-group", "g"], "needs --to kafka://"),
+    ],
+)
+def test_simulate_live_refuses_bad_share_options(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["simulate-live", *args])
+    assert result.exit_code == 2
+    assert message in result.output
