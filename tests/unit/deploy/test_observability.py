@@ -12,7 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
+from services.common.lag import ConsumerLagGauge
+from services.detector.metrics import DetectorMetrics
+from services.dispatcher.metrics import DispatcherMetrics
 from services.observability.prometheus import (
     COMPOSE_TARGETS,
     Discovery,
@@ -26,6 +30,7 @@ from services.observability.queries import (
     metric_names,
     queried_series_names,
 )
+from simulators.live import LiveFeedMetrics
 from tests.unit.deploy.compose import ROOT, load_compose
 
 PROMETHEUS_DIR = ROOT / "configs" / "prometheus"
@@ -182,6 +187,35 @@ def test_every_dashboard_query_parses_in_prometheus(tmp_path: Path) -> None:
     path = tmp_path / "panels.yml"
     path.write_text(yaml.safe_dump(rules))
     promtool("check", "rules", str(path))
+
+
+# The series each metric type shows on /metrics, by its family name.
+_SERIES_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_count", "_sum"),
+}
+
+
+def _exported_series() -> set[str]:
+    """Every series name the services' metrics can show, built as the services build them."""
+    registry = CollectorRegistry()
+    DetectorMetrics.create(registry)
+    DispatcherMetrics.create(registry)
+    LiveFeedMetrics.create(registry)
+    ConsumerLagGauge(registry, group="g")
+    return {
+        family.name + suffix
+        for family in registry.collect()
+        for suffix in _SERIES_SUFFIXES.get(family.type, ("",))
+    }
+
+
+def test_every_queried_metric_is_one_the_services_export() -> None:
+    """Stricter than the text search below: names and types as the services register them
+    (the control center's own metrics are not queried)."""
+    missing = sorted(queried_series_names() - _exported_series())
+    assert not missing, f"queried but not exported: {missing}"
 
 
 def _family(series: str) -> str:
