@@ -27,6 +27,7 @@ _COMMAND_MODULES = (
     "services.common.cli",
     "services.dispatcher.cli",
     "services.detector.cli",
+    "services.detector.devset.cli",
     "services.control_center.cli",
     "simulators.cli",
     "services.embedded",

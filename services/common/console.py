@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH
 
@@ -42,3 +43,15 @@ def parse_resolution(text: str) -> tuple[int, int]:
     if match is None or not (16 <= int(match[1]) <= 7680 and 16 <= int(match[2]) <= 4320):
         raise fail(f"--resolution {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720")
     return int(match[1]), int(match[2])
+
+
+def frame_progress() -> Progress:
+    """A progress bar counting frames, on stderr so that results on stdout stay clean."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("frames"),
+        TimeElapsedColumn(),
+        console=err,
+    )

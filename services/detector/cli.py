@@ -13,13 +13,12 @@ from typing import IO, Annotated
 import cv2
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from services.common.bus import open_bus
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.scene import SceneConfig
-from services.common.console import err, fail, out
+from services.common.console import fail, frame_progress, out
 from services.detector.annotate import AnnotatedVideoWriter, AnnotateError
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
@@ -130,7 +129,7 @@ def replay_command(
                 raise fail(str(exc)) from None
             stack.callback(annotated.close)
             frame_sinks.append(annotated)
-        progress = stack.enter_context(_progress())
+        progress = stack.enter_context(frame_progress())
         task = progress.add_task(video.name, total=source.frame_count or None)
         summary = replay(
             source,
@@ -186,17 +185,6 @@ def _open_output(stack: ExitStack, path: Path, option: str) -> IO[str]:
         return stack.enter_context(path.open("w", encoding="utf-8"))
     except OSError as exc:
         raise fail(f"{option} {path}: {exc.strerror or exc}") from None
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("frames"),
-        TimeElapsedColumn(),
-        console=err,
-    )
 
 
 def detect_command(

@@ -9,6 +9,7 @@ so a replay (whose timestamps come from its own epoch) scores the same as a live
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,9 @@ class TypeScore:
     matched: int
     mean_abs_error_s: float | None
     max_abs_error_s: float | None
+    # Frames of the truth violations nothing matched, and of the detections that matched none.
+    missed_frames: tuple[int, ...] = ()
+    false_alarm_frames: tuple[int, ...] = ()
 
     @property
     def precision(self) -> float:
@@ -106,18 +110,33 @@ def _fps_from(stamps: list[tuple[int, int]]) -> float | None:
 
 
 def evaluate(
-    truth: list[Occurrence], detected: list[Occurrence], *, fps: float
+    truth: list[Occurrence],
+    detected: list[Occurrence],
+    *,
+    fps: float,
+    tolerance_s: Mapping[ViolationType, float] | None = None,
 ) -> dict[ViolationType, TypeScore]:
-    """Scores per violation type (every type is reported, even with no truth)."""
-    return {kind: _score(kind, truth, detected, fps=fps) for kind in ViolationType}
+    """Scores per violation type (every type is reported, even with no truth).
+
+    ``tolerance_s`` overrides :data:`TOLERANCE_S` for the types it names.
+    """
+    tolerances = {**TOLERANCE_S, **(tolerance_s or {})}
+    return {
+        kind: _score(kind, truth, detected, fps=fps, tolerance=tolerances[kind])
+        for kind in ViolationType
+    }
 
 
 def _score(
-    kind: ViolationType, truth: list[Occurrence], detected: list[Occurrence], *, fps: float
+    kind: ViolationType,
+    truth: list[Occurrence],
+    detected: list[Occurrence],
+    *,
+    fps: float,
+    tolerance: float,
 ) -> TypeScore:
     true_ones = [t for t in truth if t.type == kind]
     found = [d for d in detected if d.type == kind]
-    tolerance = TOLERANCE_S[kind]
     pairs = sorted(
         (abs(d.frame - t.frame) / fps, i, j)
         for i, t in enumerate(true_ones)
@@ -139,6 +158,8 @@ def _score(
         matched=len(errors),
         mean_abs_error_s=round(sum(errors) / len(errors), 3) if errors else None,
         max_abs_error_s=round(max(errors), 3) if errors else None,
+        missed_frames=tuple(t.frame for i, t in enumerate(true_ones) if i not in used_truth),
+        false_alarm_frames=tuple(d.frame for j, d in enumerate(found) if j not in used_found),
     )
 
 

@@ -1,0 +1,1 @@
+"""The real-footage development set: hand labels per clip, replay, and scores."""
