@@ -25,7 +25,9 @@ LINT_PATHS := services simulators bench tests scripts
 TYPED_PATHS := services simulators
 PYTEST_ARGS ?=
 # One pytest run, so one summary line counts every test; unit tests go first to fail fast.
-TEST_SUITES := tests/unit tests/e2e tests/integration tests/scenarios
+# Every >>> example in services/ and simulators/ runs too (--doctest-modules), with the units.
+DOCTEST_PATHS := services simulators
+TEST_SUITES := tests/unit $(DOCTEST_PATHS) tests/e2e tests/integration tests/scenarios
 ARGS ?=
 
 .PHONY: help venv lock run test test-unit infra-up infra-down lint bench clean
@@ -53,11 +55,11 @@ run: venv ## Run the whole pipeline on embedded defaults (dashboard on :8080); A
 test: venv ## All tests: infra-up, pytest (unit first, then e2e, integration, scenarios), infra-down
 	@trap '$(MAKE) --no-print-directory infra-down' EXIT; trap 'exit 130' INT TERM; \
 	$(MAKE) --no-print-directory infra-up || exit $$?; \
-	$(PY) -m pytest $(wildcard $(TEST_SUITES)) $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest --doctest-modules $(wildcard $(TEST_SUITES)) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
-test-unit: venv ## Unit tests only; no Kafka or Redis needed
-	@$(PY) -m pytest tests/unit $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+test-unit: venv ## Unit tests and doctests only; no Kafka or Redis needed
+	@$(PY) -m pytest --doctest-modules tests/unit $(DOCTEST_PATHS) $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
 
 infra-up: venv ## Start local Kafka on KAFKA_PORT and Redis on REDIS_PORT; waits until ready
 	@scripts/infra-up.sh

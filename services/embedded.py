@@ -19,31 +19,30 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter
+from rich.markup import escape
 
 from services.common.bus import Bus, BusMessage, open_bus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, Catalogue, load_catalogue
+from services.common.config.catalogue import Catalogue, load_catalogue
 from services.common.config.loader import ConfigError
-from services.common.console import CatalogueOption, fail, parse_resolution
-from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
+from services.common.console import CatalogueOption, fail, out
 from services.common.queue import ControlCenterQueue, open_queue
 from services.control_center.http import create_app, start_server
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
 from services.detector.worker import DetectorWorker, bus_sink
+from services.dispatcher.bus_worker import BusDeadLetters, dispatch_from_bus
 from services.dispatcher.config import (
-    DEFAULT_DISPATCH_PATH,
     DispatchConfig,
     load_dispatch_config,
 )
-from services.dispatcher.core import DeadLetter, Dispatcher, GroupState
-from services.dispatcher.executor import PlanExecutor
+from services.dispatcher.core import Dispatcher
 from services.dispatcher.metrics import DispatcherMetrics
+from services.dispatcher.steps import DictStore, DispatchSteps
 from simulators.feed import VARIANTS, paced, simulate_camera
+from simulators.options import simulation_options
 
 log = logging.getLogger(__name__)
-
-EMBEDDED_GROUP_ID = "citybrain-embedded-dispatcher"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,69 +93,57 @@ def camera_loop(
         segment += 1
 
 
-class EmbeddedDispatcher:
-    """The dispatch core on any bus: poll, plan, write, then commit (at-least-once).
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What one ``citybrain run`` did, from its metrics."""
 
-    The faust app does the same on Kafka with changelogged tables; here the grouping state
-    is a dict, which is enough for one process whose bus lives as long as it does.
-    """
+    frames: int
+    frames_dropped: int
+    violations: dict[str, int]
+    dispatched: int
+    evidence_dir: Path
 
-    def __init__(
-        self,
-        *,
-        bus: Bus,
-        dispatcher: Dispatcher,
-        executor: PlanExecutor,
-        metrics: DispatcherMetrics,
-    ) -> None:
-        self._bus = bus
-        self._dispatcher = dispatcher
-        self._executor = executor
-        self._metrics = metrics
-        self._state: dict[str, GroupState] = {}
-        self._latest_ts_ms = 0
-        self._next_prune_s = 0.0
+    @classmethod
+    def of(
+        cls, detector: DetectorMetrics, dispatcher: DispatcherMetrics, *, evidence_dir: Path
+    ) -> RunSummary:
+        return cls(
+            frames=sum(_totals(detector.frames_processed, "camera_id").values()),
+            frames_dropped=sum(_totals(detector.frames_dropped, "camera_id").values()),
+            violations=_totals(detector.violations, "type"),
+            dispatched=sum(_totals(dispatcher.dispatched).values()),
+            evidence_dir=evidence_dir,
+        )
 
-    async def run(self, stop: asyncio.Event) -> None:
-        self._bus.ensure_topics([VIOLATIONS_TOPIC, VIOLATIONS_DLQ_TOPIC])
-        consumer = self._bus.subscribe([VIOLATIONS_TOPIC.name], group_id=EMBEDDED_GROUP_ID)
-        try:
-            while not stop.is_set():
-                batch = await asyncio.to_thread(consumer.poll, timeout_s=0.5, max_records=500)
-                if batch:
-                    await self.handle(batch)
-                    consumer.commit(batch)
-        finally:
-            consumer.close()
+    def line(self) -> str:
+        """One line for the end of the run.
 
-    async def handle(self, batch: list[BusMessage]) -> None:
-        self._metrics.events.inc(len(batch))
-        plan = self._dispatcher.plan([m.value for m in batch], state=self._state, now_ms=_now_ms())
-        for message, decision in zip(batch, plan.decisions, strict=True):
-            if isinstance(decision, DeadLetter):
-                headers = self._executor.dead_letter(
-                    decision,
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                )
-                self._bus.publish(
-                    VIOLATIONS_DLQ_TOPIC.name, message.value, key=message.key, headers=headers
-                )
-        await self._executor.write_entries(plan)
-        await self._executor.write_repeats(plan)
-        self._state.update(plan.groups)
-        for group in plan.groups.values():
-            self._latest_ts_ms = max(self._latest_ts_ms, group.last_ts_ms)
-        # Like the faust app's prune timer: a scan of all state is not per-batch work.
-        if time.monotonic() >= self._next_prune_s:
-            self._next_prune_s = time.monotonic() + self._dispatcher.config.state_prune_interval_s
-            for key in [
-                k
-                for k, group in self._state.items()
-                if self._dispatcher.expired(group, latest_ts_ms=self._latest_ts_ms)
-            ]:
-                del self._state[key]
+        >>> summary = RunSummary(frames=1200, frames_dropped=3, dispatched=2,
+        ...     violations={"red_light": 2, "illegal_parking": 1}, evidence_dir=Path("ev"))
+        >>> for part in summary.line().split("; "):
+        ...     print(part)
+        citybrain run: 1,200 frames (3 dropped)
+        violations: illegal_parking 1, red_light 2
+        entries dispatched: 2
+        evidence: ev
+        """
+        kinds = ", ".join(f"{kind} {n:,}" for kind, n in sorted(self.violations.items()))
+        return (
+            f"citybrain run: {self.frames:,} frames ({self.frames_dropped:,} dropped); "
+            f"violations: {kinds or 'none'}; entries dispatched: {self.dispatched:,}; "
+            f"evidence: {self.evidence_dir}"
+        )
+
+
+def _totals(counter: Counter, label: str | None = None) -> dict[str, int]:
+    """A counter's totals by ``label`` (all under ``""`` without one)."""
+    totals: dict[str, int] = {}
+    for family in counter.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                key = sample.labels.get(label, "") if label else ""
+                totals[key] = totals.get(key, 0) + int(sample.value)
+    return totals
 
 
 async def serve(
@@ -169,16 +156,18 @@ async def serve(
     host: str,
     port: int,
     duration_s: float | None,
-) -> None:
-    """Run cameras, dispatcher and control center until a signal or ``duration_s``."""
+) -> RunSummary:
+    """Run cameras, dispatcher and control center until a signal or ``duration_s``; returns
+    what the run did."""
     registry = CollectorRegistry()
     detector_metrics = DetectorMetrics.create(registry)
     dispatcher_metrics = DispatcherMetrics.create(registry)
-    dispatcher = EmbeddedDispatcher(
-        bus=bus,
+    steps: DispatchSteps[BusMessage] = DispatchSteps(
         dispatcher=Dispatcher(config=config, catalogue=catalogue),
-        executor=PlanExecutor(queue=queue, metrics=dispatcher_metrics, retry=config.redis_retry),
+        queue=queue,
         metrics=dispatcher_metrics,
+        store=DictStore(),
+        dead_letters=BusDeadLetters(bus),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -215,7 +204,13 @@ async def serve(
         port,
     )
     try:
-        await dispatcher.run(stop)
+        await dispatch_from_bus(
+            bus,
+            steps,
+            max_events=config.batch.max_events,
+            prune_interval_s=config.state_prune_interval_s,
+            stop=stop,
+        )
     finally:
         camera_stop.set()
         for thread in threads:
@@ -223,6 +218,9 @@ async def serve(
         await runner.cleanup()
         await queue.close()
         bus.close()
+    return RunSummary.of(
+        detector_metrics, dispatcher_metrics, evidence_dir=settings.evidence_dir.resolve()
+    )
 
 
 def run_command(
@@ -254,10 +252,14 @@ def run_command(
     evidence_dir: Annotated[
         Path, typer.Option(help="Where evidence snapshots are written.")
     ] = Path("evidence"),
-    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = None,
     dispatch_config: Annotated[
-        Path, typer.Option(help="Dispatch rules (priorities, grouping, routing).")
-    ] = DEFAULT_DISPATCH_PATH,
+        Path | None,
+        typer.Option(
+            help="Dispatch rules (priorities, grouping, routing); default: dispatch.yaml in the "
+            "config directory."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline in one process: simulated Wuzhen and Hangzhou cameras,
     detectors, dispatcher and control-center queue, with the dashboard and /metrics.
@@ -265,19 +267,16 @@ def run_command(
     With no options it needs no Kafka or Redis. Open http://127.0.0.1:8080/ to watch the
     violations arrive; stop with Ctrl-C.
     """
+    options = simulation_options(
+        cameras=camera, variant=variant, resolution=resolution, catalogue_path=catalogue
+    )
     try:
         cat = load_catalogue(catalogue)
         config = load_dispatch_config(dispatch_config)
-        cameras = camera or cat.camera_ids()
-        unknown = sorted(set(cameras) - set(cat.camera_ids()))
-        if unknown:
-            raise ConfigError(str(catalogue), [f"unknown camera ids {unknown}"])
-        if variant not in VARIANTS:
-            raise typer.BadParameter(f"variant must be one of {', '.join(VARIANTS)}")
         settings = RunSettings(
-            cameras=cameras,
-            variant=variant,
-            resolution_wh=parse_resolution(resolution),
+            cameras=options.camera_ids,
+            variant=options.variant,
+            resolution_wh=options.resolution_wh,
             segment_s=segment_s,
             evidence_dir=evidence_dir,
         )
@@ -285,7 +284,7 @@ def run_command(
     except (ConfigError, ValueError) as exc:
         raise fail(str(exc)) from None
     try:
-        asyncio.run(
+        summary = asyncio.run(
             serve(
                 settings=settings,
                 bus=the_bus,
@@ -301,6 +300,7 @@ def run_command(
         if exc.errno != errno.EADDRINUSE:
             raise
         raise fail(f"{host}:{port} is in use; choose another port with --port") from None
+    out.print(escape(summary.line()))
 
 
 def register(app: typer.Typer) -> None:

@@ -17,10 +17,9 @@ from rich.progress import (
 
 from services.common import console
 from services.common.bus import BusError, open_bus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
 from services.common.config.loader import ConfigError
-from services.common.console import CatalogueOption, err, fail, parse_resolution
-from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH
+from services.common.console import CatalogueOption, err, fail
+from services.detector.sources import register_scene_source
 from simulators.feed import (
     SimulatedCamera,
     UnknownCameraError,
@@ -28,13 +27,15 @@ from simulators.feed import (
     simulate_camera,
     write_recording,
 )
+from simulators.options import simulation_options
 from simulators.render import VARIANTS
+from simulators.source import open_simulator
 
 
 # Typer maps each parameter to an option, so a command's signature is its whole interface.
 def simulate(  # noqa: PLR0917
     camera: Annotated[
-        str | None, typer.Option("--camera", "-c", help="Camera id from configs/cities.yaml.")
+        str | None, typer.Option("--camera", "-c", help="Camera id from cities.yaml.")
     ] = None,
     all_cameras: Annotated[
         bool, typer.Option("--all", help="Every catalogued camera (OUT/<camera_id>/...).")
@@ -61,32 +62,37 @@ def simulate(  # noqa: PLR0917
     faults: Annotated[
         bool, typer.Option(help="Drop or corrupt about 2% of frames (marked in the truth).")
     ] = False,
-    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = None,
     config: Annotated[
-        Path, typer.Option(help="Simulator traffic settings.")
-    ] = DEFAULT_SIMULATOR_CONFIG_PATH,
+        Path | None,
+        typer.Option(
+            help="Simulator traffic settings; default: simulator.yaml in the config directory."
+        ),
+    ] = None,
 ) -> None:
     if (camera is None) == (not all_cameras):
         raise fail("give exactly one of --camera ID or --all")
     if (out is None) == (to is None):
         raise fail("give exactly one of --out DIR or --to kafka://HOST:PORT")
-    if variant not in VARIANTS:
-        raise fail(f"--variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-    resolution_wh = parse_resolution(resolution)
+    options = simulation_options(
+        cameras=None if all_cameras else [camera or ""],
+        variant=variant,
+        resolution=resolution,
+        catalogue_path=catalogue,
+    )
     try:
-        camera_ids = load_catalogue(catalogue).camera_ids() if all_cameras else [camera or ""]
         cameras = [
             simulate_camera(
                 camera_id,
                 seconds=seconds,
                 seed=seed,
-                variant=variant,
-                resolution_wh=resolution_wh,
+                variant=options.variant,
+                resolution_wh=options.resolution_wh,
                 faults=faults,
                 catalogue_path=catalogue,
                 simulator_config_path=config,
             )
-            for camera_id in camera_ids
+            for camera_id in options.camera_ids
         ]
     except (UnknownCameraError, ConfigError) as exc:
         raise fail(str(exc)) from None
@@ -155,3 +161,4 @@ _HELP = (
 
 def register(app: typer.Typer) -> None:
     app.command("simulate", help=_HELP)(simulate)
+    register_scene_source("sim", open_simulator)

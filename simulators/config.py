@@ -1,4 +1,4 @@
-"""``configs/simulator.yaml``: the traffic each simulated camera shows.
+"""``simulator.yaml``: the traffic each simulated camera shows.
 
 A camera's geometry lives in its scene file; this file says what the scene cannot: signal
 timings, lane counts, legal bays and how often each case (red-light runner, lawful amber
@@ -10,18 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from services.common.config.base import StrictModel
 from services.common.config.loader import load_model
-
-DEFAULT_SIMULATOR_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "simulator.yaml"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from services.common.config.paths import SIMULATOR_FILE, config_path
 
 
-class SignalTiming(_Strict):
+class SignalTiming(StrictModel):
     green_s: float = Field(default=12, ge=4, le=120, description="green phase")
     # A driver who cannot stop at amber onset must be able to clear the line before red.
     amber_s: float = Field(default=3, ge=2.5, le=6, description="amber phase")
@@ -33,7 +29,7 @@ class SignalTiming(_Strict):
         return self.green_s + self.amber_s + self.red_s
 
 
-class CameraTraffic(_Strict):
+class CameraTraffic(StrictModel):
     """One camera's traffic; intersection keys are ignored at a street and vice versa."""
 
     signal: SignalTiming = SignalTiming()
@@ -58,7 +54,7 @@ class CameraTraffic(_Strict):
         return self
 
 
-class SimulatorConfig(_Strict):
+class SimulatorConfig(StrictModel):
     cameras: dict[str, CameraTraffic] = Field(default_factory=dict)
 
     def traffic(self, camera_id: str) -> CameraTraffic:
@@ -66,6 +62,7 @@ class SimulatorConfig(_Strict):
         return self.cameras.get(camera_id, CameraTraffic())
 
 
-def load_simulator_config(path: Path | str = DEFAULT_SIMULATOR_CONFIG_PATH) -> SimulatorConfig:
-    """Load and validate ``configs/simulator.yaml``, raising ``ConfigError`` with key paths."""
-    return load_model(SimulatorConfig, path)
+def load_simulator_config(path: Path | str | None = None) -> SimulatorConfig:
+    """Load and validate the simulator settings (the default ``simulator.yaml`` when ``path`` is
+    None), raising ``ConfigError`` with key paths."""
+    return load_model(SimulatorConfig, path if path is not None else config_path(SIMULATOR_FILE))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
+from services.common.arrays import PointXY
 from services.common.config.catalogue import CameraKind
 from services.common.config.loader import ConfigError
 from services.common.config.scene import NoParkingZone, SceneConfig
@@ -22,7 +23,6 @@ MERGE_PX = 120.0
 MIN_LANE_WIDTH_PX = 64.0
 MIN_APPROACH_PX = 300.0
 
-PointXY = tuple[float, float]
 DirectionXY = tuple[int, int]
 _AXIS_DIRECTIONS: tuple[DirectionXY, ...] = ((0, -1), (0, 1), (-1, 0), (1, 0))
 

@@ -17,8 +17,8 @@ from functools import cached_property
 import cv2
 import numpy as np
 
+from services.common.arrays import BGRImage
 from services.common.config.scene import SceneConfig
-from services.common.frames import BGRImage
 from simulators.layout import NATIVE_WH, IntersectionLayout, Layout, StreetLayout
 from simulators.traffic import Phase, Placed, VehicleKind
 
@@ -93,8 +93,10 @@ class _Canvas:
 class Renderer:
     """Draws one camera's frames at ``resolution_wh`` in one ``variant``.
 
-    >>> renderer = Renderer(scene, layout, resolution_wh=(640, 360), variant="night")
-    >>> renderer.render(0, placed, Phase.RED).shape
+    >>> from simulators.feed import load_camera_setup
+    >>> setup = load_camera_setup("wuzhen-cam-01")
+    >>> renderer = Renderer(setup.scene, setup.layout, resolution_wh=(640, 360), variant="night")
+    >>> renderer.render(0, [], Phase.RED).shape
     (360, 640, 3)
     """
 

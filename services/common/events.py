@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.common.bus import TopicSpec
+from services.common.bus import MAX_MESSAGE_BYTES, TopicSpec
 
 SCHEMA_VERSION: Literal[1] = 1
 CAMERA_ID_PATTERN = r"^[a-z0-9-]+$"
@@ -27,13 +28,24 @@ VIOLATIONS_TOPIC = TopicSpec(
     retention_ms=30 * 24 * 3600 * 1000,
 )
 
-# Dead letters keep the original bytes, with the reason and source position in headers
-# (see ``services.dispatcher.core.DeadLetterReason``). They are kept longer than events
-# because someone has to look at them.
+
+def dead_letter_topic(topic: str) -> str:
+    """Where the messages of ``topic`` that cannot be dispatched go.
+
+    >>> dead_letter_topic("violations")
+    'violations.dlq'
+    """
+    return f"{topic}.dlq"
+
+
+# Dead letters keep the original bytes, whatever their size, with the reason and source
+# position in headers (see ``services.dispatcher.core.DeadLetterReason``). They are kept
+# longer than events because someone has to look at them.
 VIOLATIONS_DLQ_TOPIC = TopicSpec(
-    name="violations.dlq",
+    name=dead_letter_topic(VIOLATIONS_TOPIC.name),
     partitions=1,
     retention_ms=90 * 24 * 3600 * 1000,
+    max_message_bytes=MAX_MESSAGE_BYTES,
 )
 
 
@@ -151,14 +163,12 @@ class ViolationEvent(BaseModel):
     @classmethod
     def from_json(cls, raw: bytes | str) -> ViolationEvent:
         """Parse the wire form, raising :class:`EventValidationError` on any defect."""
-        event = cls.from_valid_json(raw)
-        if event is not None:
-            return event
-        try:
-            data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EventValidationError([f"not valid JSON: {exc}"]) from None
-        return cls.from_dict(data)
+        parsed = parse_event(raw)
+        if isinstance(parsed, ViolationEvent):
+            return parsed
+        if parsed.reason is RejectionReason.NOT_JSON:
+            raise EventValidationError([f"not valid JSON: {p}" for p in parsed.problems])
+        raise EventValidationError(list(parsed.problems))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict, extra fields included, keys as in the contracts."""
@@ -167,6 +177,48 @@ class ViolationEvent(BaseModel):
     def to_json(self) -> bytes:
         """The wire form: compact UTF-8 JSON."""
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class RejectionReason(StrEnum):
+    """Why a message is not a valid event, coarsely: the dead-letter reasons."""
+
+    NOT_JSON = "not_json"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A message that is not a valid event, and each thing wrong with it."""
+
+    reason: RejectionReason
+    problems: tuple[str, ...]
+
+
+def parse_event(raw: bytes | str) -> ViolationEvent | Rejection:
+    """The event, or why the message is not one.
+
+    Valid messages are validated in one pass; only a rejected one is decoded again, step by
+    step, to say what is wrong with it.
+
+    >>> rejection = parse_event(b'{"schema": 2}')
+    >>> rejection.reason.value, rejection.problems
+    ('unknown_schema', ('schema 2 is not 1',))
+    """
+    event = ViolationEvent.from_valid_json(raw)
+    if event is not None:
+        return event
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Rejection(RejectionReason.NOT_JSON, (str(exc),))
+    if isinstance(data, dict) and data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
+        problem = f"schema {data['schema']!r} is not {SCHEMA_VERSION}"
+        return Rejection(RejectionReason.UNKNOWN_SCHEMA, (problem,))
+    try:
+        return ViolationEvent.from_dict(data)
+    except EventValidationError as exc:
+        return Rejection(RejectionReason.INVALID, tuple(exc.problems))
 
 
 def _describe(exc: ValidationError) -> list[str]:

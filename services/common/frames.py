@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
+from services.common.arrays import BGRImage
 from services.common.bus import BusMessage, Headers, TopicSpec
 
 FRAMES_TOPIC = TopicSpec(
@@ -24,8 +22,6 @@ FRAMES_TOPIC = TopicSpec(
 HEADER_CAMERA_ID = "camera_id"
 HEADER_FRAME_INDEX = "frame_index"
 HEADER_TS_MS = "ts_ms"
-
-BGRImage = npt.NDArray[np.uint8]
 
 
 @dataclass(frozen=True, slots=True)

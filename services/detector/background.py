@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-GreyImage = npt.NDArray[np.uint8]
-Mask = npt.NDArray[np.uint8]
+from services.common.arrays import GreyImage, Mask
+
 # Frame and model are compared in 64ths of a grey level, as int16 (255 x 64, and twice
 # that, fit): OpenCV's filters and arithmetic take twice the pixels per instruction as in
 # float32, and the comparison ran about 1.5 times as fast. The model's level is rounded to

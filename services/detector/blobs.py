@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import cv2
-import numpy as np
-import numpy.typing as npt
 
+from services.common.arrays import Mask
 from services.detector.geometry import BoxXYWH
-
-Mask = npt.NDArray[np.uint8]
 
 
 def find_blobs(mask: Mask, *, min_area_px: int) -> list[BoxXYWH]:
     """Bounding boxes (``x, y, w, h``) of the mask's connected regions of ``min_area_px`` or more.
 
+    >>> import numpy as np
     >>> m = np.zeros((20, 20), np.uint8); m[2:8, 3:13] = 255
     >>> find_blobs(m, min_area_px=10)
     [(3.0, 2.0, 10.0, 6.0)]

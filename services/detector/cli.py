@@ -17,6 +17,7 @@ from rich.table import Table
 
 from services.common.bus import open_bus
 from services.common.config.loader import ConfigError, load_model
+from services.common.config.paths import SCENES_DIR, config_path
 from services.common.config.scene import SceneConfig
 from services.common.console import fail, frame_progress, out
 from services.detector.annotate import AnnotatedVideoWriter, AnnotateError
@@ -27,10 +28,11 @@ from services.detector.recorder import EvidenceRecorder, RecorderSettings
 from services.detector.replay import replay
 from services.detector.sources import (
     KafkaFrameSource,
-    SimulatorSource,
+    SceneSourceOptions,
     SourceItem,
     VideoFileSource,
     VideoOpenError,
+    open_scene_source,
 )
 from services.detector.worker import (
     DetectorWorker,
@@ -202,8 +204,12 @@ def detect_command(
         Path | None, typer.Option("--scene", help="Scene YAML for a video: source.")
     ] = None,
     scenes_dir: Annotated[
-        Path, typer.Option(help="Scenes of Kafka-fed cameras: DIR/<camera_id>.yaml.")
-    ] = Path("configs/scenes"),
+        Path | None,
+        typer.Option(
+            help="Scenes of Kafka-fed cameras: DIR/<camera_id>.yaml; default: scenes/ in the "
+            "config directory."
+        ),
+    ] = None,
     snapshots: Annotated[Path, typer.Option(help="Evidence snapshot directory.")] = Path(
         "evidence"
     ),
@@ -224,10 +230,10 @@ def detect_command(
     scenes: dict[str, SceneConfig] = {}
     feeds: list[Iterable[SourceItem]] = []
     for spec in sources:
-        if spec.startswith("sim:"):
-            sim = SimulatorSource(spec[4:], seconds=sim_seconds, variant=variant)
-            scenes[sim.scene.camera_id] = sim.scene
-            feeds.append(sim)
+        own = open_scene_source(spec, SceneSourceOptions(seconds=sim_seconds, variant=variant))
+        if own is not None:
+            scenes[own.scene.camera_id] = own.scene
+            feeds.append(own)
         elif spec.startswith("video:"):
             if scene_path is None:
                 raise fail("--scene is required with a video: source")
@@ -247,7 +253,7 @@ def detect_command(
     registry = CollectorRegistry()
     if metrics_port:
         start_http_server(metrics_port, registry=registry)
-    directory = SceneDirectory(scenes_dir)
+    directory = SceneDirectory(scenes_dir or config_path(SCENES_DIR))
     worker = DetectorWorker(
         scenes=lambda camera_id: scenes.get(camera_id) or directory(camera_id),
         sinks=[bus_sink(bus)],

@@ -13,9 +13,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from services.common.arrays import GreyImage
 from services.common.frames import Frame
-
-GreyImage = npt.NDArray[np.uint8]
 
 _REDUCED_GREY = {
     1: cv2.IMREAD_GRAYSCALE,

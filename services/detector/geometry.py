@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-PointXY = tuple[float, float]
+from services.common.arrays import PointXY
+
 BoxXYWH = tuple[float, float, float, float]
 
 

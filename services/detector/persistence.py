@@ -13,7 +13,7 @@ from collections import deque
 import numpy as np
 import numpy.typing as npt
 
-Mask = npt.NDArray[np.uint8]
+from services.common.arrays import Mask
 
 # A pixel stands if it was foreground in this share of the window: a faint vehicle's mask
 # flickers, a passing one covers a pixel for a fraction of it.

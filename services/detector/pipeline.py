@@ -17,13 +17,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from services.common.arrays import GreyImage
 from services.common.config.scene import SceneConfig
 from services.common.events import ViolationEvent
 from services.common.frames import Frame
 from services.detector.background import SelectiveBackground
 from services.detector.blobs import find_blobs
 from services.detector.decode import (
-    GreyImage,
     WorkingDecoder,
     reduction_for,
     source_size,

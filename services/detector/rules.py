@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from services.common.arrays import PointXY
 from services.common.events import ViolationType
-from services.detector.geometry import BoxXYWH, PointXY, crossing_fraction, point_in_polygon
+from services.detector.geometry import BoxXYWH, crossing_fraction, point_in_polygon
 from services.detector.signal import LightState, SignalTimeline
 from services.detector.tracker import Track, vehicle_shaped
 

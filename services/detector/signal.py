@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
-import numpy.typing as npt
 
-GreyImage = npt.NDArray[np.uint8]
+from services.common.arrays import GreyImage
 
 
 class LightState(StrEnum):

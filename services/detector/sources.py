@@ -1,4 +1,5 @@
-"""Frame sources: the simulator, a recorded video file, and the Kafka ``frames`` topic.
+"""Frame sources: a recorded video file, the Kafka ``frames`` topic, and registered scene
+sources (the simulator, which the console script registers as ``sim:``).
 
 Each yields :class:`Frame` objects in order, and a :class:`DroppedFrame` for anything it
 had to skip, so the worker can count it without the source knowing about metrics.
@@ -8,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -233,19 +235,47 @@ class VideoFileSource:
         return Frame(camera_id=self._camera_id, index=index, ts_ms=ts_ms, bgr=data)
 
 
-class SimulatorSource:
-    """A simulated camera (``simulators.feed``), as JPEG frames like a real feed sends."""
+class SceneSource(Protocol):
+    """A feed that brings its own scene, such as a simulated camera."""
 
-    def __init__(
-        self, camera_id: str, *, seconds: float, seed: int = 0, variant: str = "day"
-    ) -> None:
-        from simulators.feed import simulate_camera
+    @property
+    def scene(self) -> SceneConfig: ...
 
-        self._camera = simulate_camera(camera_id, seconds=seconds, seed=seed, variant=variant)
-        self.scene: SceneConfig = self._camera.scene
+    def __iter__(self) -> Iterator[SourceItem]: ...
 
-    def __iter__(self) -> Iterator[SourceItem]:
-        yield from self._camera.jpeg_frames(quality=85)
+
+@dataclass(frozen=True, slots=True)
+class SceneSourceOptions:
+    """What ``citybrain detect`` passes every scene source: how long, and which look."""
+
+    seconds: float
+    variant: str
+
+
+SceneSourceFactory = Callable[[str, SceneSourceOptions], SceneSource]
+
+# Filled by the console script (the composition root): services never import simulators.
+_SCENE_SOURCES: dict[str, SceneSourceFactory] = {}
+
+
+def register_scene_source(scheme: str, factory: SceneSourceFactory) -> None:
+    """Let ``--source SCHEME:ARGUMENT`` open ``factory(ARGUMENT, options)``."""
+    _SCENE_SOURCES[scheme] = factory
+
+
+def scene_source_schemes() -> list[str]:
+    """The schemes registered, sorted."""
+    return sorted(_SCENE_SOURCES)
+
+
+def open_scene_source(spec: str, options: SceneSourceOptions) -> SceneSource | None:
+    """The source ``spec`` (``SCHEME:ARGUMENT``) names, or None if no scheme of it is
+    registered."""
+    scheme, colon, argument = spec.partition(":")
+    factory = _SCENE_SOURCES.get(scheme)
+    if not colon or factory is None:
+        return None
+    return factory(argument, options)
 
 
 class KafkaFrameSource:

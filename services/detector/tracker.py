@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.detector.geometry import BoxXYWH, PointXY, box_centre, box_intersection, box_iou
+from services.common.arrays import PointXY
+from services.detector.geometry import BoxXYWH, box_centre, box_intersection, box_iou
 
 # Observations before a track may claim a shared blob or count as a vehicle: one-frame noise
 # blobs never get there.

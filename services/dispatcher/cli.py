@@ -13,13 +13,18 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from services.common.bus import BusError
-from services.common.bus.kafka import MAX_MESSAGE_BYTES, KafkaBus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
+from services.common.bus.kafka import KafkaBus
+from services.common.config.catalogue import load_catalogue
+from services.common.config.check import register_kind
 from services.common.config.loader import ConfigError
 from services.common.console import fail
-from services.common.events import VIOLATIONS_TOPIC
+from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC, dead_letter_topic
 from services.common.queue import open_queue
-from services.dispatcher.config import DEFAULT_DISPATCH_PATH, DispatchConfig, load_dispatch_config
+from services.dispatcher.config import DispatchConfig, DispatchFile, load_dispatch_config
+from services.dispatcher.faust_internals.versions import (
+    UntestedVersionError,
+    check_tested_versions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +44,8 @@ def _ensure_topics(
     try:
         bus.ensure_topics(
             [
-                config.topics.violations.spec(
-                    topic, max_message_bytes=VIOLATIONS_TOPIC.max_message_bytes
-                ),
-                # Dead letters carry the original bytes, whatever their size.
-                config.topics.dead_letters.spec(dlq_topic, max_message_bytes=MAX_MESSAGE_BYTES),
+                config.topics.violations.apply_to(VIOLATIONS_TOPIC, name=topic),
+                config.topics.dead_letters.apply_to(VIOLATIONS_DLQ_TOPIC, name=dlq_topic),
             ]
         )
         partitions = bus.partition_count(topic)
@@ -84,11 +86,18 @@ def dispatch(
         int, typer.Option("--metrics-port", help="HTTP port for /metrics")
     ] = 6066,
     config_path: Annotated[
-        Path, typer.Option("--config", help="dispatch settings")
-    ] = DEFAULT_DISPATCH_PATH,
+        Path | None,
+        typer.Option(
+            "--config", help="dispatch settings; default: dispatch.yaml in the config directory"
+        ),
+    ] = None,
     catalogue_path: Annotated[
-        Path, typer.Option("--catalogue", help="city/camera catalogue")
-    ] = DEFAULT_CATALOGUE_PATH,
+        Path | None,
+        typer.Option(
+            "--catalogue",
+            help="city/camera catalogue; default: cities.yaml in the config directory",
+        ),
+    ] = None,
     topic: Annotated[
         str, typer.Option("--topic", help="source topic; dead letters go to TOPIC.dlq")
     ] = VIOLATIONS_TOPIC.name,
@@ -103,7 +112,16 @@ def dispatch(
         str, typer.Option("--queue-prefix", help="Redis key prefix of the queue")
     ] = "citybrain",
 ) -> None:
-    """Dispatch violations from Kafka into the control-center queue until SIGTERM/SIGINT."""
+    """Dispatch violations from Kafka into the control-center queue until SIGTERM/SIGINT.
+
+    Refuses to start (exit 2) on a faust-streaming, mode-streaming or aiokafka version other
+    than the tested ones that pyproject.toml pins.
+    """
+    try:
+        check_tested_versions()
+    except UntestedVersionError as exc:
+        raise fail(str(exc)) from None
+    # Imported only now: an untested faust may not even import.
     import faust
 
     from services.dispatcher.app import DispatcherSettings, build_app
@@ -114,7 +132,7 @@ def dispatch(
     except ConfigError as exc:
         raise fail(str(exc)) from None
     bootstrap_servers = _kafka_servers(bus)
-    dlq_topic = f"{topic}.dlq"
+    dlq_topic = dead_letter_topic(topic)
     source_partitions = _ensure_topics(
         bootstrap_servers, topic=topic, dlq_topic=dlq_topic, config=config
     )
@@ -147,3 +165,4 @@ def dispatch(
 
 def register(app: typer.Typer) -> None:
     app.command("dispatch")(dispatch)
+    register_kind("dispatch", DispatchFile)

@@ -1,26 +1,23 @@
-"""Dispatch settings: ``configs/dispatch.yaml``, validated once at start-up.
+"""Dispatch settings: ``dispatch.yaml``, validated once at start-up.
 
 The file has one top-level key, ``dispatch``, so ``citybrain config check`` recognises it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from services.common.bus import TopicSpec
+from services.common.config.base import StrictModel
 from services.common.config.loader import load_model
+from services.common.config.paths import DISPATCH_FILE, config_path
 from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC, ViolationType
-
-DEFAULT_DISPATCH_PATH = Path(__file__).resolve().parents[2] / "configs" / "dispatch.yaml"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Priority(StrEnum):
@@ -32,7 +29,7 @@ class Priority(StrEnum):
     LOW = "low"
 
 
-class PeakWindow(_Strict):
+class PeakWindow(StrictModel):
     start: time = Field(description="local start time, e.g. 07:00")
     end: time = Field(description="local end time (exclusive), e.g. 09:00")
     weekdays_only: bool = Field(default=True, description="only Monday to Friday")
@@ -44,7 +41,7 @@ class PeakWindow(_Strict):
         return self
 
 
-class PriorityRule(_Strict):
+class PriorityRule(StrictModel):
     """A rule matches when every condition it names holds; conditions left out match anything."""
 
     name: str = Field(min_length=1, description="shown in logs and docs")
@@ -58,7 +55,7 @@ class PriorityRule(_Strict):
     )
 
 
-class PrioritySettings(_Strict):
+class PrioritySettings(StrictModel):
     default: Priority = Field(default=Priority.NORMAL, description="when no rule matches")
     peak_hours: list[PeakWindow] = Field(default_factory=list)
     fallback_timezone: str = Field(
@@ -68,7 +65,7 @@ class PrioritySettings(_Strict):
     rules: list[PriorityRule] = Field(default_factory=list, description="first match wins")
 
 
-class GroupingSettings(_Strict):
+class GroupingSettings(StrictModel):
     window_s: float = Field(
         default=600,
         ge=0,
@@ -80,7 +77,7 @@ class GroupingSettings(_Strict):
     )
 
 
-class BatchSettings(_Strict):
+class BatchSettings(StrictModel):
     max_events: int = Field(
         default=500, ge=1, le=10_000, description="events written to Redis in one pipeline"
     )
@@ -92,7 +89,7 @@ class BatchSettings(_Strict):
     )
 
 
-class RetrySettings(_Strict):
+class RetrySettings(StrictModel):
     initial_backoff_s: float = Field(default=0.05, gt=0, le=10)
     max_backoff_s: float = Field(default=5.0, gt=0, le=300)
 
@@ -103,7 +100,7 @@ class RetrySettings(_Strict):
         return self
 
 
-class ConsumerSettings(_Strict):
+class ConsumerSettings(StrictModel):
     session_timeout_s: float = Field(
         default=10,
         ge=6,
@@ -134,16 +131,17 @@ class ConsumerSettings(_Strict):
         return self
 
 
-class TopicSettings(_Strict):
+class TopicSettings(StrictModel):
     partitions: int = Field(ge=1, le=1_000, description="fixed once the topic exists")
     retention_hours: float = Field(gt=0, le=24 * 365)
 
-    def spec(self, name: str, *, max_message_bytes: int) -> TopicSpec:
-        return TopicSpec(
+    def apply_to(self, declared: TopicSpec, *, name: str) -> TopicSpec:
+        """The topic as declared beside its event, named ``name``, with these settings."""
+        return dataclasses.replace(
+            declared,
             name=name,
             partitions=self.partitions,
             retention_ms=int(self.retention_hours * 3600 * 1000),
-            max_message_bytes=max_message_bytes,
         )
 
 
@@ -151,14 +149,14 @@ def _topic_defaults(spec: TopicSpec) -> TopicSettings:
     return TopicSettings(partitions=spec.partitions, retention_hours=spec.retention_ms / 3.6e6)
 
 
-class TopicsSettings(_Strict):
+class TopicsSettings(StrictModel):
     violations: TopicSettings = Field(default_factory=lambda: _topic_defaults(VIOLATIONS_TOPIC))
     dead_letters: TopicSettings = Field(
         default_factory=lambda: _topic_defaults(VIOLATIONS_DLQ_TOPIC)
     )
 
 
-class DispatchConfig(_Strict):
+class DispatchConfig(StrictModel):
     routing: Literal["city", "district"] = Field(
         default="district", description="one control-center queue per city or per district"
     )
@@ -194,12 +192,15 @@ class DispatchConfig(_Strict):
         return self
 
 
-class DispatchFile(_Strict):
-    """The whole of ``configs/dispatch.yaml``."""
+class DispatchFile(StrictModel):
+    """The whole of ``dispatch.yaml``."""
 
     dispatch: DispatchConfig
 
 
-def load_dispatch_config(path: Path | str = DEFAULT_DISPATCH_PATH) -> DispatchConfig:
-    """Load and validate the dispatch settings, raising ``ConfigError`` with key paths."""
-    return load_model(DispatchFile, path).dispatch
+def load_dispatch_config(path: Path | str | None = None) -> DispatchConfig:
+    """Load and validate the dispatch settings (the default ``dispatch.yaml`` when ``path`` is
+    None), raising ``ConfigError`` with key paths."""
+    return load_model(
+        DispatchFile, path if path is not None else config_path(DISPATCH_FILE)
+    ).dispatch

@@ -4,31 +4,33 @@ Each message goes through the same stages, in this order::
 
     validate → dedup → enrich → priority → route → group
 
-There is no Kafka, Redis or wall clock in here. The caller passes the dedup/grouping state
-it holds (a faust table in production, a dict in tests) and the dispatch time, and gets back
-one :data:`Decision` per message plus the state to store once the decisions are carried out.
+There is no Kafka, Redis or wall clock in here. The caller passes its messages (anything
+with a ``value``: they are carried, never looked into otherwise), the dedup/grouping state it
+holds (a faust table or a dict) and the dispatch time, and gets back each message with its
+:data:`Decision`, plus the state to store once the decisions are carried out.
 
+>>> from services.common.bus import BusMessage
 >>> from services.common.config.catalogue import load_catalogue
 >>> from services.dispatcher.config import DispatchConfig
 >>> dispatcher = Dispatcher(config=DispatchConfig(), catalogue=load_catalogue())
->>> plan = dispatcher.plan([b"not json"], state={}, now_ms=0)
->>> plan.decisions[0].reason.value
-'not_json'
+>>> message = BusMessage(topic="violations", partition=0, offset=7, key=None, value=b"{")
+>>> (decided,) = dispatcher.plan([message], state={}, now_ms=0).decided
+>>> decided.message.offset, decided.decision.reason.value
+(7, 'not_json')
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import cache
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 from services.common.config.catalogue import Catalogue
-from services.common.events import SCHEMA_VERSION, EventValidationError, ViolationEvent
+from services.common.events import ViolationEvent, parse_event
 from services.common.queue import PendingEntry
 from services.dispatcher.config import DispatchConfig, PeakWindow, Priority, PriorityRule
 
@@ -114,17 +116,40 @@ class DeadLetter:
 Decision = Dispatch | Repeat | Duplicate | DeadLetter
 
 
-@dataclass(slots=True)
-class Plan:
-    """The decisions for a batch, in input order, and the group state they leave behind.
+class Carrier(Protocol):
+    """A message as the core sees it: its value, and nothing else."""
 
-    ``group_sources`` names, for each changed group, the input message that last changed it,
-    so that the caller can store the state beside that message (in its partition).
+    @property
+    def value(self) -> bytes | None: ...
+
+
+MessageT = TypeVar("MessageT", bound=Carrier)
+
+
+@dataclass(frozen=True, slots=True)
+class Decided(Generic[MessageT]):
+    """One message and what the core decided for it."""
+
+    message: MessageT
+    decision: Decision
+
+
+@dataclass(slots=True)
+class Plan(Generic[MessageT]):
+    """The decided messages of a batch, in input order, and the group state they leave.
+
+    ``group_sources`` names, for each changed group, the message that last changed it, so
+    that the caller can store the state beside that message (in its partition).
     """
 
-    decisions: list[Decision] = field(default_factory=list)
+    decided: list[Decided[MessageT]] = field(default_factory=list)
     groups: dict[str, GroupState] = field(default_factory=dict)
-    group_sources: dict[str, int] = field(default_factory=dict)
+    group_sources: dict[str, MessageT] = field(default_factory=dict)
+
+    @property
+    def decisions(self) -> list[Decision]:
+        """The decisions alone, in input order."""
+        return [decided.decision for decided in self.decided]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,22 +182,10 @@ def parse(raw: bytes, *, max_bytes: int) -> ViolationEvent | DeadLetter:
     """Validate one message value against the event schema."""
     if len(raw) > max_bytes:
         return DeadLetter(DeadLetterReason.TOO_LARGE, f"{len(raw)} bytes > {max_bytes}")
-    event = ViolationEvent.from_valid_json(raw)
-    if event is not None:
-        return event
-    # Only rejected messages get here: decode them step by step to say why.
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return DeadLetter(DeadLetterReason.NOT_JSON, str(exc))
-    if isinstance(data, dict) and data.get("schema", SCHEMA_VERSION) != SCHEMA_VERSION:
-        return DeadLetter(
-            DeadLetterReason.UNKNOWN_SCHEMA, f"schema {data['schema']!r} is not {SCHEMA_VERSION}"
-        )
-    try:
-        return ViolationEvent.from_dict(data)
-    except EventValidationError as exc:
-        return DeadLetter(DeadLetterReason.INVALID, "; ".join(exc.problems))
+    parsed = parse_event(raw)
+    if isinstance(parsed, ViolationEvent):
+        return parsed
+    return DeadLetter(DeadLetterReason(parsed.reason.value), "; ".join(parsed.problems))
 
 
 @cache
@@ -223,25 +236,27 @@ class Dispatcher:
         self._window_ms = int(config.grouping.window_s * 1000)
         self._horizon_ms = int(config.dedup_horizon_s * 1000)
 
-    def plan(self, raws: Sequence[bytes], *, state: Mapping[str, GroupState], now_ms: int) -> Plan:
+    def plan(
+        self, messages: Sequence[MessageT], *, state: Mapping[str, GroupState], now_ms: int
+    ) -> Plan[MessageT]:
         """Decide every message of a batch, in order; later ones see earlier ones' state.
 
         ``state`` is only read. ``plan.groups`` holds the group states to write back once
         the decisions have been carried out, so that a crash before then forgets nothing.
         """
-        out = Plan()
-        for index, raw in enumerate(raws):
-            parsed = parse(raw, max_bytes=self.config.max_event_bytes)
+        out: Plan[MessageT] = Plan()
+        for message in messages:
+            parsed = parse(message.value or b"", max_bytes=self.config.max_event_bytes)
             if isinstance(parsed, DeadLetter):
-                out.decisions.append(parsed)
+                out.decided.append(Decided(message, parsed))
                 continue
             key = group_key(parsed)
             previous = out.groups.get(key) or state.get(key)
             decision, group = self.decide(parsed, group=previous, now_ms=now_ms)
-            out.decisions.append(decision)
+            out.decided.append(Decided(message, decision))
             if group is not None:
                 out.groups[key] = group
-                out.group_sources[key] = index
+                out.group_sources[key] = message
         return out
 
     def decide(

@@ -1,8 +1,8 @@
 """Carrying out a dispatch plan against the control-center queue, on any transport.
 
-The faust app (Kafka) and the embedded pipeline (``citybrain run``) both plan a batch with
-the pure core and then hand the plan here, so that retries, idempotent writes and the
-counting of outcomes are the same whichever bus the events came from.
+The dispatch steps (:mod:`services.dispatcher.steps`), which the faust worker and the
+embedded loop of ``citybrain run`` both run, hand each plan here: retries, idempotent writes
+and the counting of outcomes are the same whichever bus the events came from.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from services.common.bus import Headers
 from services.common.queue import (
@@ -35,8 +35,14 @@ HEADER_SOURCE = "source"
 MAX_DETAIL_BYTES = 1_024
 
 
+class WriteAbandonedError(Exception):
+    """A write given up because the dispatcher is stopping while the queue is away: its
+    batch stays unacked, and is delivered again after the restart."""
+
+
 class PlanExecutor:
-    """Writes a plan's entries and repeats to the queue, retrying while it is unavailable."""
+    """Writes a plan's entries and repeats to the queue, retrying while it is unavailable,
+    until :meth:`stop`."""
 
     def __init__(
         self, *, queue: ControlCenterQueue, metrics: DispatcherMetrics, retry: RetrySettings
@@ -44,6 +50,12 @@ class PlanExecutor:
         self._queue = queue
         self._metrics = metrics
         self._retry = retry
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop retrying: a write waiting for the queue tries once more at once, and from
+        then on a write the queue refuses raises :class:`WriteAbandonedError`."""
+        self._stopping.set()
 
     def dead_letter(
         self, decision: DeadLetter, *, topic: str, partition: int, offset: int
@@ -65,7 +77,7 @@ class PlanExecutor:
             (HEADER_SOURCE, f"{topic}/{partition}/{offset}".encode()),
         )
 
-    async def write_entries(self, plan: Plan) -> None:
+    async def write_entries(self, plan: Plan[Any]) -> None:
         dispatches = [d for d in plan.decisions if isinstance(d, Dispatch)]
         if not dispatches:
             return
@@ -82,7 +94,7 @@ class PlanExecutor:
             if not decision.catalogued:
                 self._metrics.unknown_camera.inc()
 
-    async def write_repeats(self, plan: Plan) -> None:
+    async def write_repeats(self, plan: Plan[Any]) -> None:
         for decision in plan.decisions:
             if isinstance(decision, Duplicate):
                 self._metrics.duplicates.inc()
@@ -103,17 +115,30 @@ class PlanExecutor:
             return
         self._metrics.grouped.inc()
 
+    async def _back_off(self, backoff_s: float) -> None:
+        """Sleep ``backoff_s``, or less if a stop comes first (for one last try)."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            # Not wait_for: in Python 3.11 it can swallow a cancellation that comes as the
+            # stop does, and a cancelled write must end.
+            await asyncio.wait({stopping}, timeout=backoff_s)
+        finally:
+            stopping.cancel()
+
     async def _with_retry(self, op: Callable[[], Awaitable[T]]) -> T:
-        """Run ``op`` until Redis takes it, backing off exponentially; never gives up."""
+        """Run ``op`` until Redis takes it, backing off exponentially; gives up only once
+        :meth:`stop` was called, raising :class:`WriteAbandonedError`."""
         backoff_s = self._retry.initial_backoff_s
         while True:
             started = time.perf_counter()
             try:
                 result = await op()
             except QueueUnavailableError as exc:
+                if self._stopping.is_set():
+                    raise WriteAbandonedError(f"control-center queue unavailable: {exc}") from exc
                 self._metrics.redis_retries.inc()
                 log.warning("control-center queue unavailable, retry in %.2fs: %s", backoff_s, exc)
-                await asyncio.sleep(backoff_s)
+                await self._back_off(backoff_s)
                 backoff_s = min(backoff_s * 2, self._retry.max_backoff_s)
                 continue
             self._metrics.redis_write.observe(time.perf_counter() - started)

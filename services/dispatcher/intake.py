@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import faust
 from faust.types import TP, Message
 
-from services.dispatcher.metrics import BatchMonitor
+from services.dispatcher.faust_internals.monitor import BatchMonitor
 
 # Fetching pauses once this many batches wait, and resumes once at most RESUME_AT_BATCHES
 # do: one fetch brings up to about a thousand events a partition, and it must land while
@@ -113,6 +113,18 @@ class Intake:
         dropped, self._messages = self._messages, []
         self._untrack(dropped)
         self._on_taken()
+
+    def abandon(self) -> None:
+        """Give up every message handed out or waiting, unacked: the writer has stopped.
+
+        faust's stop waits for every tracked message to be acked; these never will be, so
+        they are untracked. Commits stop before the first of them, so all are read again
+        after a restart.
+        """
+        self._messages = []
+        self._on_taken()
+        # Waiting or handed out, every one of them is tracked until acked.
+        self._untrack([m for m in self._app.consumer.unacked if not m.acked])
 
     def _untrack(self, messages: Sequence[Message]) -> None:
         self._app.consumer.unacked.difference_update(messages)

@@ -5,7 +5,8 @@ from collections.abc import Callable
 import pytest
 
 from services.common.bus import Bus, BusConsumer, BusMessage, TopicSpec
-from services.common.events import EventValidationError, ViolationEvent, ViolationType
+from services.common.events import EventValidationError, ViolationEvent
+from tests.events import make_event
 
 # Generous because a Kafka consumer needs a group join before its first record.
 DEADLINE_S = 30.0
@@ -105,16 +106,7 @@ class BusContract:
     def test_malformed_message_is_reported_not_fatal(
         self, bus: Bus, topic: str, group: Callable[[], str]
     ) -> None:
-        good = ViolationEvent.create(
-            violation_type=ViolationType.RED_LIGHT,
-            camera_id="wuzhen-cam-01",
-            city="wuzhen",
-            frame=1,
-            ts_ms=1_700_000_000_000,
-            track_id=1,
-            bbox_xywh=(1, 2, 3, 4),
-            confidence=0.9,
-        )
+        good = make_event()
         for value in (b"\x00garbage", b'{"schema": 1}', good.to_json()):
             bus.publish(topic, value, key=b"wuzhen-cam-01")
         bus.flush()

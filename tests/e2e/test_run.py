@@ -1,6 +1,7 @@
 """``citybrain run`` as a user starts it: a real process, real HTTP, stopped by SIGTERM."""
 
 import json
+import re
 import shutil
 import signal
 import socket
@@ -87,3 +88,6 @@ def test_run_dispatches_violations_and_stops_cleanly(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, output
+    (summary,) = [line for line in output.splitlines() if line.startswith("citybrain run: ")]
+    assert re.search(r"entries dispatched: [1-9]", summary), summary
+    assert summary.endswith(f"evidence: {(tmp_path / 'evidence').resolve()}"), summary

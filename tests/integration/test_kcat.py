@@ -9,20 +9,19 @@ import pytest
 from services.common.bus import TopicSpec
 from services.common.bus.kafka import KafkaBus
 from services.common.events import ViolationEvent, ViolationType
+from tests.events import make_event
 
 
 def test_kcat_reads_a_published_violation(kafka_bootstrap: str, unique_name: str) -> None:
     kcat = shutil.which("kcat") or shutil.which("kafkacat")
     if kcat is None:
         pytest.fail("kcat is not installed (apt-get install kcat)")
-    event = ViolationEvent.create(
+    event = make_event(
         violation_type=ViolationType.ILLEGAL_PARKING,
         camera_id="hangzhou-cam-03",
-        city="hangzhou",
         frame=120,
         ts_ms=1_700_000_012_000,
         track_id=4,
-        bbox_xywh=(10, 20, 30, 40),
         confidence=0.8,
     )
     bus = KafkaBus(bootstrap_servers=kafka_bootstrap)

@@ -14,6 +14,10 @@ from urllib.parse import urlsplit
 
 Headers = tuple[tuple[str, bytes], ...]
 
+# The largest message a bus client sends or fetches: dead letters carry the original bytes,
+# so theirs is this, whatever the source topic accepts.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:

@@ -15,12 +15,11 @@ from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
-from services.common.bus import BusError, BusMessage, Headers, TopicSpec
+from services.common.bus import MAX_MESSAGE_BYTES, BusError, BusMessage, Headers, TopicSpec
 
 log = logging.getLogger(__name__)
 
 # Large enough for a 1080p JPEG frame; the topics are created with the same limit.
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class KafkaBus:

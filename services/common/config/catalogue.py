@@ -6,16 +6,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from services.common.config.base import StrictModel
 from services.common.config.loader import load_model
+from services.common.config.paths import CATALOGUE_FILE, config_path
 from services.common.events import CAMERA_ID_PATTERN
-
-DEFAULT_CATALOGUE_PATH = Path(__file__).resolve().parents[3] / "configs" / "cities.yaml"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CameraKind(StrEnum):
@@ -23,12 +19,12 @@ class CameraKind(StrEnum):
     STREET = "street"
 
 
-class District(_Strict):
+class District(StrictModel):
     name: str = Field(min_length=1, description="display name")
     unit: str = Field(min_length=1, description="the responsible unit that resolves violations")
 
 
-class Camera(_Strict):
+class Camera(StrictModel):
     camera_id: str = Field(pattern=CAMERA_ID_PATTERN)
     kind: CameraKind
     district: str = Field(min_length=1, description="a key of the city's districts")
@@ -39,7 +35,7 @@ class Camera(_Strict):
     tags: list[str] = Field(default_factory=list, description="e.g. school-zone, bus-lane")
 
 
-class City(_Strict):
+class City(StrictModel):
     name: str = Field(min_length=1)
     timezone: str = Field(default="Asia/Shanghai")
     districts: dict[str, District] = Field(min_length=1)
@@ -56,7 +52,7 @@ class City(_Strict):
         return self
 
 
-class Catalogue(_Strict):
+class Catalogue(StrictModel):
     cities: dict[str, City] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -79,9 +75,14 @@ class Catalogue(_Strict):
         return [cam.camera_id for city in self.cities.values() for cam in city.cameras]
 
 
-def load_catalogue(path: Path | str = DEFAULT_CATALOGUE_PATH) -> Catalogue:
-    """Load ``configs/cities.yaml`` (or another catalogue) and validate it."""
-    return load_model(Catalogue, path)
+def catalogue_path(path: Path | str | None = None) -> Path:
+    """``path``, or ``cities.yaml`` in the config directory in force."""
+    return Path(path) if path is not None else config_path(CATALOGUE_FILE)
+
+
+def load_catalogue(path: Path | str | None = None) -> Catalogue:
+    """Load the catalogue (the default ``cities.yaml`` when ``path`` is None) and validate it."""
+    return load_model(Catalogue, catalogue_path(path))
 
 
 def scene_path(catalogue_path: Path | str, camera: Camera) -> Path:

@@ -7,19 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from services.common.arrays import PointXY
+from services.common.config.base import StrictModel
 from services.common.events import CAMERA_ID_PATTERN
 
-PointXY = tuple[float, float]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrafficLight(_Strict):
+class TrafficLight(StrictModel):
     roi: tuple[int, int, PositiveInt, PositiveInt] = Field(
         description="x, y, w, h around a vertical 3-lamp head: red top, amber middle, green bottom"
     )
@@ -31,7 +28,7 @@ class TrafficLight(_Strict):
         return self
 
 
-class StopLine(_Strict):
+class StopLine(StrictModel):
     points: tuple[PointXY, PointXY] = Field(description="the two ends of the stop line")
     travel_direction: PointXY = Field(description="the direction of lawful travel across the line")
 
@@ -50,13 +47,13 @@ class StopLine(_Strict):
         return direction
 
 
-class NoParkingZone(_Strict):
+class NoParkingZone(StrictModel):
     name: str = Field(min_length=1)
     polygon: list[PointXY] = Field(min_length=3, description="zone outline, at least 3 points")
     max_dwell_s: float = Field(gt=0, description="stationary longer than this is a violation")
 
 
-class SceneConfig(_Strict):
+class SceneConfig(StrictModel):
     """A camera's scene, validated once at start-up."""
 
     camera_id: str = Field(pattern=CAMERA_ID_PATTERN)

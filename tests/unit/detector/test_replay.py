@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,14 @@ def test_replay_finds_the_runner_and_is_repeatable(tmp_path: Path, scene_file: P
         video, scene_file, tmp_path / "a.jsonl", "--snapshots", str(tmp_path / "ev")
     )
     assert code == 0, output
-    assert "frames read: 120" in output and "fps:" in output
+    assert "frames read: 120  processed: 120  dropped: 0" in output
+    rate = re.search(r"^fps: (\d+\.\d) \((\d+\.\d\d) s\)$", output, re.MULTILINE)
+    assert rate, output
+    fps, seconds = float(rate[1]), float(rate[2])
+    # The rate is the frames read over the time it took: the same, up to the printed rounding.
+    assert fps > 0
+    assert 120 / fps == pytest.approx(seconds, abs=0.006)
+    assert "events: 1 {'red_light': 1} -> " in output
     assert [(e["type"], e["frame"]) for e in events] == [("red_light", 56)]
     crop = Path(events[0]["snapshot"])
     assert crop.is_file() and crop.with_name(crop.stem + "-scene.jpg").is_file()

@@ -17,6 +17,7 @@ from services.dispatcher.core import (
     GroupState,
     Repeat,
 )
+from tests.events import as_messages, make_event
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Monday 8 January 2024, local time in Wuzhen/Hangzhou.
@@ -34,15 +35,12 @@ def event(
     track_id: int = 7,
     ts_ms: int = MONDAY_NOON_MS,
 ) -> ViolationEvent:
-    return ViolationEvent.create(
-        violation_type=violation_type,
+    return make_event(
         camera_id=camera_id,
         city=city,
-        frame=100,
-        ts_ms=ts_ms,
+        violation_type=violation_type,
         track_id=track_id,
-        bbox_xywh=(10, 20, 30, 40),
-        confidence=0.9,
+        ts_ms=ts_ms,
     )
 
 
@@ -56,7 +54,7 @@ def dispatcher() -> Dispatcher:
 
 
 def only(d: Dispatcher, data: bytes, state: dict[str, GroupState] | None = None) -> Any:
-    (decision,) = d.plan([data], state=state or {}, now_ms=NOW_MS).decisions
+    (decision,) = d.plan(as_messages(data), state=state or {}, now_ms=NOW_MS).decisions
     return decision
 
 
@@ -161,9 +159,9 @@ def test_routing_per_city() -> None:
 
 def test_duplicates_are_dropped_within_a_batch_and_across_state(dispatcher: Dispatcher) -> None:
     first = raw()
-    plan = dispatcher.plan([first, first], state={}, now_ms=NOW_MS)
+    plan = dispatcher.plan(as_messages(first, first), state={}, now_ms=NOW_MS)
     assert [type(d) for d in plan.decisions] == [Dispatch, Duplicate]
-    later = dispatcher.plan([first], state=plan.groups, now_ms=NOW_MS)
+    later = dispatcher.plan(as_messages(first), state=plan.groups, now_ms=NOW_MS)
     assert [type(d) for d in later.decisions] == [Duplicate]
     assert later.groups == {}
 
@@ -173,7 +171,7 @@ def test_repeats_in_the_window_are_grouped_on_the_first_entry(dispatcher: Dispat
     repeat = event(ts_ms=MONDAY_NOON_MS + 60_000)
     other_track = event(ts_ms=MONDAY_NOON_MS + 60_000, track_id=8)
     plan = dispatcher.plan(
-        [first.to_json(), repeat.to_json(), repeat.to_json(), other_track.to_json()],
+        as_messages(first.to_json(), repeat.to_json(), repeat.to_json(), other_track.to_json()),
         state={},
         now_ms=NOW_MS,
     )
@@ -188,19 +186,19 @@ def test_repeats_in_the_window_are_grouped_on_the_first_entry(dispatcher: Dispat
 
 def test_a_repeat_after_the_window_is_a_new_entry(dispatcher: Dispatcher) -> None:
     late = MONDAY_NOON_MS + 601_000
-    plan = dispatcher.plan([raw(), raw(ts_ms=late)], state={}, now_ms=NOW_MS)
+    plan = dispatcher.plan(as_messages(raw(), raw(ts_ms=late)), state={}, now_ms=NOW_MS)
     assert [type(d) for d in plan.decisions] == [Dispatch, Dispatch]
 
 
 def test_grouping_window_zero_disables_grouping() -> None:
     config = DispatchConfig(grouping=GroupingSettings(window_s=0))
     d = Dispatcher(config=config, catalogue=load_catalogue())
-    plan = d.plan([raw(), raw(ts_ms=MONDAY_NOON_MS + 1)], state={}, now_ms=NOW_MS)
+    plan = d.plan(as_messages(raw(), raw(ts_ms=MONDAY_NOON_MS + 1)), state={}, now_ms=NOW_MS)
     assert [type(x) for x in plan.decisions] == [Dispatch, Dispatch]
 
 
 def test_state_round_trips_and_expires(dispatcher: Dispatcher) -> None:
-    plan = dispatcher.plan([raw()], state={}, now_ms=NOW_MS)
+    plan = dispatcher.plan(as_messages(raw()), state={}, now_ms=NOW_MS)
     (state,) = plan.groups.values()
     assert GroupState.from_dict(state.to_dict()) == state
     horizon_ms = int(dispatcher.config.dedup_horizon_s * 1000)

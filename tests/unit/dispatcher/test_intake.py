@@ -11,10 +11,11 @@ from faust.types import TP, Message
 from faust.types.tuples import ConsumerMessage
 from prometheus_client import CollectorRegistry
 
+from services.dispatcher.faust_internals.consumer import Consumer
+from services.dispatcher.faust_internals.monitor import BatchMonitor
 from services.dispatcher.intake import PAUSE_AT_BATCHES, RESUME_AT_BATCHES, Intake
-from services.dispatcher.metrics import BatchMonitor, instrument
-from services.dispatcher.transport import Consumer
-from tests.unit.dispatcher.test_transport import HANG_S, subscribe, unstarted_consumer
+from services.dispatcher.metrics import instrument
+from tests.unit.dispatcher.test_faust_consumer import HANG_S, subscribe, unstarted_consumer
 
 TOPIC = "violations"
 TP0 = TP(TOPIC, 0)

@@ -17,11 +17,11 @@ import pytest
 from faust.types import Message
 from faust.types.tuples import ConsumerMessage
 
-from services.dispatcher.core import GroupState, Plan
-from services.dispatcher.transport import Consumer
+from services.dispatcher.core import Decided, Duplicate, GroupState, Plan
+from services.dispatcher.faust_internals.consumer import Consumer
 from services.dispatcher.writer import write_in_order
+from tests.unit.dispatcher.test_faust_consumer import HANG_S
 from tests.unit.dispatcher.test_intake import TP0, intake_on, messages, settle
-from tests.unit.dispatcher.test_transport import HANG_S
 
 # Every batch is exactly this many messages, so a take never sits out a wait to fill.
 BATCH = 2
@@ -33,7 +33,7 @@ class Batch:
 
     messages: list[Message]
     newer: Mapping[str, GroupState]
-    plan: Plan
+    plan: Plan[Message]
     returned: asyncio.Future[None]
     deliveries: list[asyncio.Future[None]]
 
@@ -46,21 +46,26 @@ class Steps:
         self.batches: list[Batch] = []
         self.events: list[tuple[str, int]] = []
 
-    def plan(self, messages: Sequence[Message], *, newer: Mapping[str, GroupState]) -> Plan:
+    def plan(
+        self, messages: Sequence[Message], *, newer: Mapping[str, GroupState]
+    ) -> Plan[Message]:
         index = len(self.batches)
         # Distinct groups per batch, so that ``newer`` shows which batch it came from.
         group = GroupState(f"violation-{index}", index, (f"event-{index}",))
-        plan = Plan(groups={f"group-{index}": group})
+        plan: Plan[Message] = Plan(
+            decided=[Decided(m, Duplicate("id", "cam")) for m in messages],
+            groups={f"group-{index}": group},
+        )
         loop = asyncio.get_running_loop()
         deliveries = [loop.create_future() for _ in range(self._deliveries)]
         self.batches.append(Batch(list(messages), newer, plan, loop.create_future(), deliveries))
         self.events.append(("plan", index))
         return plan
 
-    async def write(self, plan: Plan, messages: Sequence[Message]) -> list[Awaitable[Any]]:
+    async def write(self, plan: Plan[Message]) -> list[Awaitable[Any]]:
         index = next(i for i, batch in enumerate(self.batches) if batch.plan is plan)
         batch = self.batches[index]
-        assert list(messages) == batch.messages
+        assert [decided.message for decided in plan.decided] == batch.messages
         self.events.append(("write", index))
         try:
             await batch.returned

@@ -269,7 +269,25 @@ class Transport(aiokafka.Transport):
 
 
 class App(faust.App):
-    """A ``faust.App`` whose Kafka consumer is :class:`Consumer`."""
+    """A ``faust.App`` whose Kafka consumer is :class:`Consumer`, and which says when it
+    starts to stop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_stopping: list[Callable[[], None]] = []
+
+    def on_stopping(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` as soon as the app starts to stop.
+
+        faust's ``on_before_shutdown`` comes too late for a writer that waits for Redis:
+        before it, the app waits for every message handed out to be acked.
+        """
+        self._on_stopping.append(callback)
+
+    async def on_stop(self) -> None:
+        for callback in self._on_stopping:
+            callback()
+        await super().on_stop()
 
     def _new_transport(self) -> Transport:
         return Transport(self.conf.broker_consumer, self)

@@ -13,7 +13,12 @@ from faust.transport.drivers import aiokafka
 from faust.types import TP, AppT, Message
 from mode.services import WaitResults
 
-from services.dispatcher.transport import PAUSED_FETCH_WAIT_S, App, Consumer, hand_off
+from services.dispatcher.faust_internals.consumer import (
+    PAUSED_FETCH_WAIT_S,
+    App,
+    Consumer,
+    hand_off,
+)
 
 # A bound on waits that must end on an event long before it, so a regression fails, not hangs.
 HANG_S = 10.0

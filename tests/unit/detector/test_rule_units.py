@@ -1,0 +1,161 @@
+"""ParkingRule, judging a crossing on amber, and both rules' ``retain``, on hand-made tracks.
+
+Working pixels; the zone is the square (100, 100)-(200, 200), its max dwell 10 s.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.common.arrays import PointXY
+from services.common.events import ViolationType
+from services.detector.geometry import BoxXYWH
+from services.detector.rules import ParkingRule, RedLightRule, Zone
+from services.detector.signal import LightState, SignalTimeline
+from services.detector.tracker import Track
+from tests.unit.detector.test_rules import crossing_track
+
+ZONE = Zone(
+    name="hotel-entrance",
+    polygon_xy=np.array([[100, 100], [200, 100], [200, 200], [100, 200]], np.float32),
+    max_dwell_s=10.0,
+)
+STILL_SINCE_MS = 1_000_000
+# A car's centre moving from y 105 to y 95 across the line y = 100, upwards.
+CROSSING: tuple[BoxXYWH, BoxXYWH] = ((100.0, 92.0, 12.0, 26.0), (100.0, 82.0, 12.0, 26.0))
+
+
+def parked(
+    *,
+    anchor: PointXY | None = (150.0, 150.0),
+    track_id: int = 3,
+    still_since_frame: int = 40,
+    moved: bool = True,
+    hits: int = 30,
+) -> Track:
+    return Track(
+        track_id=track_id,
+        box=(140.0, 137.0, 20.0, 26.0),
+        origin=(0.0, 0.0),
+        last_frame=200,
+        size_wh=(20.0, 26.0),
+        hits=hits,
+        moved=moved,
+        anchor=anchor,
+        still_since_frame=still_since_frame,
+        still_since_ts_ms=STILL_SINCE_MS,
+    )
+
+
+@pytest.mark.parametrize(
+    ("track", "dwell_s", "hit"),
+    [
+        (parked(), 10.0, True),  # exactly max_dwell_s: the frame where the dwell reaches it
+        (parked(), 9.9, False),
+        (parked(anchor=(250.0, 150.0)), 60.0, False),  # standing outside the zone
+        (parked(anchor=None), 60.0, False),  # moving, not standing
+        (parked(moved=False), 60.0, False),  # never seen travelling: no vehicle
+        (parked(hits=1), 60.0, False),  # seen once: not established
+        (parked(anchor=(100.0, 150.0)), 60.0, True),  # on the zone's edge
+    ],
+    ids=["at-max-dwell", "before", "outside", "moving", "never-moved", "one-hit", "edge"],
+)
+def test_parking_is_a_stay_in_a_zone_of_max_dwell(track: Track, dwell_s: float, hit: bool) -> None:
+    rule = ParkingRule([ZONE])
+    ts_ms = STILL_SINCE_MS + round(dwell_s * 1000)
+    found = rule.observe(track, frame=140, ts_ms=ts_ms)
+    if not hit:
+        assert found is None
+        return
+    assert found is not None
+    assert (found.violation_type, found.track_id, found.frame, found.ts_ms) == (
+        ViolationType.ILLEGAL_PARKING,
+        track.track_id,
+        140,
+        ts_ms,
+    )
+    assert found.box_xywh == track.box
+    assert found.confidence == 0.99
+
+
+def test_one_parking_event_per_stay_and_a_new_one_for_the_next_stay() -> None:
+    rule = ParkingRule([ZONE])
+    late_ms = STILL_SINCE_MS + 20_000
+    assert rule.observe(parked(), frame=140, ts_ms=late_ms) is not None
+    assert rule.observe(parked(), frame=141, ts_ms=late_ms + 100) is None
+    # The vehicle moved off and stopped again: a new stay, a new event.
+    assert rule.observe(parked(still_since_frame=300), frame=400, ts_ms=late_ms) is not None
+
+
+def test_parking_retain_forgets_the_stays_of_ended_tracks_only() -> None:
+    rule = ParkingRule([ZONE])
+    late_ms = STILL_SINCE_MS + 20_000
+    for track_id in (3, 4):
+        assert rule.observe(parked(track_id=track_id), frame=140, ts_ms=late_ms) is not None
+    rule.retain({4})
+    # Track 3 ended: were its id reused for the same stay, it would be reported again.
+    assert rule.observe(parked(track_id=3), frame=150, ts_ms=late_ms) is not None
+    assert rule.observe(parked(track_id=4), frame=150, ts_ms=late_ms) is None
+
+
+def test_in_zone() -> None:
+    rule = ParkingRule([ZONE])
+    assert rule.in_zone((150.0, 150.0))
+    assert not rule.in_zone((50.0, 150.0))
+
+
+def timeline(states: list[LightState]) -> SignalTimeline:
+    """One reading a frame, from frame 0; every state confirmed at once."""
+    signal = SignalTimeline(confirm_frames=1)
+    for frame, state in enumerate(states):
+        signal.update(frame=frame, reading=state)
+    return signal
+
+
+@pytest.mark.parametrize(
+    ("state", "events"),
+    [(LightState.RED, 1), (LightState.AMBER, 0), (LightState.GREEN, 0)],
+)
+def test_a_crossing_is_judged_on_the_light_at_its_frame(state: LightState, events: int) -> None:
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    rule.observe(crossing_track(*CROSSING), frame=10, ts_ms=1000)
+    # Red before and after: only the state at the crossing's own frame counts.
+    states = [LightState.RED] * 10 + [state] + [LightState.RED] * 9
+    hits = rule.judge(timeline(states))
+    assert [(h.violation_type, h.track_id, h.frame) for h in hits] == [
+        (ViolationType.RED_LIGHT, 1, 10)
+    ] * events
+
+
+def test_a_crossing_waits_until_its_light_is_decided() -> None:
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    rule.observe(crossing_track(*CROSSING), frame=10, ts_ms=1000)
+    signal = SignalTimeline(confirm_frames=3)
+    for frame in range(11):
+        signal.update(frame=frame, reading=LightState.RED)
+    assert signal.decided_through == 8
+    assert rule.judge(signal) == []  # frame 10's state may still change
+    for frame in (11, 12):
+        signal.update(frame=frame, reading=LightState.RED)
+    assert [h.frame for h in rule.judge(signal)] == [10]
+    assert rule.judge(signal) == []  # judged once
+
+
+def test_red_light_retain_lets_an_ended_track_id_cross_again() -> None:
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    red = timeline([LightState.RED] * 20)
+    rule.observe(crossing_track(*CROSSING), frame=10, ts_ms=1000)
+    assert len(rule.judge(red)) == 1
+    rule.observe(crossing_track(*CROSSING), frame=11, ts_ms=1100)
+    assert rule.judge(red) == []  # at most one event per track
+    rule.retain(set())  # track 1 ended; a new track with its id is a new vehicle
+    rule.observe(crossing_track(*CROSSING), frame=12, ts_ms=1200)
+    assert [h.frame for h in rule.judge(red)] == [12]
+
+
+def test_red_light_retain_keeps_crossings_not_yet_judged() -> None:
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    rule.observe(crossing_track(*CROSSING), frame=10, ts_ms=1000)
+    rule.retain(set())
+    assert [h.frame for h in rule.judge(timeline([LightState.RED] * 20))] == [10]
