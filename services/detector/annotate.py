@@ -13,9 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from services.common.arrays import BGRImage
 from services.common.config.scene import SceneConfig
 from services.common.events import ViolationType
-from services.common.frames import BGRImage
 from services.detector.decode import decode_bgr
 from services.detector.drawing import (
     VIOLATION_BGR,

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import cv2
 import numpy as np
 
+from services.common.arrays import BGRImage
 from services.common.config.scene import SceneConfig
-from services.common.frames import BGRImage
 from services.detector.result import SeenTrack
 from services.detector.signal import LightState
 

@@ -13,9 +13,10 @@ from typing import Protocol
 
 import cv2
 
+from services.common.arrays import BGRImage
 from services.common.config.scene import SceneConfig
 from services.common.events import ViolationEvent, ViolationType
-from services.common.frames import BGRImage, Frame
+from services.common.frames import Frame
 from services.detector.decode import decode_bgr
 from services.detector.drawing import VIOLATION_BGR, draw_geometry, scene_scale
 

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from services.common.arrays import BGRImage
 from services.common.config.scene import SceneConfig
 from services.common.events import ViolationEvent, ViolationType
-from services.common.frames import BGRImage, Frame
+from services.common.frames import Frame
 from services.detector.decode import decode_bgr
 from services.detector.drawing import (
     VIOLATION_BGR,

@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.common.arrays import PointXY
 from services.common.events import ViolationEvent
 from services.common.frames import Frame
-from services.detector.geometry import PointXY, box_centre
+from services.detector.geometry import box_centre
 from services.detector.signal import LightState
 
 
