@@ -112,6 +112,7 @@ def test_corrupt_first_frame_does_not_reject_the_file(tmp_path: Path, scene_file
     assert code == 0, output
     assert f"frames read: {FRAMES}" in output and "dropped: 1 {'decode': 1}" in output
     assert trace[0]["dropped"] == "decode" and trace[0]["frame"] == 0
+    assert [line["ts_ms"] - T0_MS for line in trace[:3]] == [0, 100, 200]
     assert [e["frame"] for e in events] == [CROSSING_FRAME]
 
 
@@ -121,6 +122,8 @@ def test_corrupt_frames_in_the_middle_are_real_drops(tmp_path: Path, scene_file:
     assert code == 0, output
     assert f"frames read: {FRAMES}" in output and "dropped: 3" in output
     assert [line["frame"] for line in trace if "dropped" in line] == [20, 21, 90]
+    # A lost frame is placed where it would have been: times keep to the 100 ms grid.
+    assert [line["ts_ms"] - T0_MS for line in trace] == [i * 100 for i in range(FRAMES)]
 
 
 def test_a_file_with_no_good_frame_is_rejected(tmp_path: Path, scene_file: Path) -> None:
