@@ -216,3 +216,29 @@ def test_unknown_sized_matroska_says_nothing(tmp_path: Path) -> None:
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x36:rate=5:duration=1", "-c:v", "mjpeg",
            "-f", "matroska", "-live", "1", str(tmp_path / "live.mkv"))  # fmt: skip
     assert find_truncation(truncate(tmp_path / "live.mkv", keep=0.5)) is None
+
+
+def test_detect_checks_a_video_source_against_its_scene_too(tmp_path: Path) -> None:
+    data = scene().model_dump(mode="json")
+    data.update({"resolution_wh": None, "traffic_light": {"roi": [630, 20, 20, 60]}})
+    scene_path = tmp_path / "scene.yaml"
+    scene_path.write_text(json.dumps(data))
+    video = write_mjpg(tmp_path / "clip.avi", count=5)
+    result = runner.invoke(
+        app,
+        [
+            "detect",
+            "--source",
+            f"video:{video}",
+            "--scene",
+            str(scene_path),
+            "--bus",
+            "memory://",
+            "--metrics-port",
+            "0",
+            "--snapshots",
+            str(tmp_path / "ev"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "traffic_light.roi: [630, 20, 20, 60] lies outside" in result.output.replace("\n", "")
