@@ -39,6 +39,7 @@ from services.control_center.server import AppServer
 from services.control_center.workflow import Role
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
+from services.detector.recorder import EvidenceRecorder
 from services.detector.worker import DetectorWorker, bus_sink
 from services.dispatcher.bus_worker import BusDeadLetters, dispatch_from_bus
 from services.dispatcher.config import (
@@ -94,11 +95,16 @@ def camera_loop(
             sinks=[publish],
             metrics=metrics,
             evidence=evidence,
+            recorder=EvidenceRecorder(settings.evidence_dir),
         )
-        for frame in paced(camera.jpeg_frames(), realtime=True):
-            if stop.is_set():
-                return
-            worker.handle(frame)
+        try:
+            for frame in paced(camera.jpeg_frames(), realtime=True):
+                if stop.is_set():
+                    return
+                worker.handle(frame)
+        finally:
+            # Sheets still waiting for their "past the line" frame get what there is.
+            worker.close()
         segment += 1
 
 

@@ -290,22 +290,16 @@ def detect_command(
     lag = ConsumerLagGauge(registry, group=group_id)
     scenes: dict[str, SceneConfig] = {}
     feeds: list[Iterable[SourceItem]] = []
+    videos: list[tuple[Path, VideoFileSource]] = []
     for spec in sources:
         own = open_scene_source(spec, SceneSourceOptions(seconds=sim_seconds, variant=variant))
         if own is not None:
             scenes[own.scene.camera_id] = own.scene
             feeds.append(own)
         elif spec.startswith("video:"):
-            if scene_path is None:
-                raise fail("--scene is required with a video: source")
-            scene = scenes.setdefault(_load_scene(scene_path).camera_id, _load_scene(scene_path))
-            path = Path(spec[6:])
-            try:
-                video_source = VideoFileSource(path, camera_id=scene.camera_id, fps=scene.fps)
-            except VideoOpenError as exc:
-                raise fail(str(exc)) from None
-            _check_fit(scene, scene_path, video_source)
-            feeds.append(video_source)
+            video = _open_video(Path(spec[6:]), scene_path, scenes)
+            feeds.append(video)
+            videos.append((Path(spec[6:]), video))
         elif spec.startswith("kafka://"):
             frames_bus = open_bus(spec)
             assert isinstance(frames_bus, KafkaBus)  # a kafka:// URL opens one
@@ -341,11 +335,30 @@ def detect_command(
     worker.close()
     bus.flush()
     bus.close()
+    for video_path, video in videos:
+        for note in video.report.notes(video_path):
+            out.print(f"note: {note}", markup=False)
     stats = worker.stats
     out.print(
         f"frames read: {stats.frames_read}  processed: {stats.frames_processed}  "
         f"dropped: {stats.frames_dropped}  events: {dict(stats.events)}"
     )
+
+
+def _open_video(
+    path: Path, scene_path: Path | None, scenes: dict[str, SceneConfig]
+) -> VideoFileSource:
+    """A ``video:`` source, its scene (from ``--scene``) added to ``scenes``; exits 2 on a
+    missing scene, an unreadable file or a scene that does not fit it."""
+    if scene_path is None:
+        raise fail("--scene is required with a video: source")
+    scene = scenes.setdefault(_load_scene(scene_path).camera_id, _load_scene(scene_path))
+    try:
+        video = VideoFileSource(path, camera_id=scene.camera_id, fps=scene.fps)
+    except VideoOpenError as exc:
+        raise fail(str(exc)) from None
+    _check_fit(scene, scene_path, video)
+    return video
 
 
 def eval_command(

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from services.common.config.scene import SceneConfig
 from services.common.events import ViolationEvent, ViolationType
@@ -94,6 +95,8 @@ class _Camera:
     history: deque[_Kept] = field(default_factory=deque)
     recent: deque[_Kept] = field(default_factory=deque)
     zone_entries: dict[int, _Kept] = field(default_factory=dict)
+    # The scene's zones in scene pixels, built on the camera's first frame.
+    zone_polygons: list[npt.NDArray[np.float32]] | None = None
     jobs: list[_RedLightJob] = field(default_factory=list)
     clips: list[_ClipJob] = field(default_factory=list)
 
@@ -186,7 +189,9 @@ class EvidenceRecorder:
             del camera.zone_entries[track_id]
         if not scene.no_parking_zones:
             return
-        polygons = [np.array(z.polygon, np.float32) for z in scene.no_parking_zones]
+        if camera.zone_polygons is None:
+            camera.zone_polygons = [np.array(z.polygon, np.float32) for z in scene.no_parking_zones]
+        polygons = camera.zone_polygons
         for track in kept.result.tracks:
             if track.track_id in camera.zone_entries:
                 continue

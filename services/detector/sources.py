@@ -69,8 +69,8 @@ class StreamClock:
     >>> clock = StreamClock(fps=10)
     >>> [clock.stamp(t) for t in (0.0, 40.0, 40.0, None, 1000.4)]
     [0, 40, 140, 240, 1000]
-    >>> clock.next_estimate_ms()
-    1100
+    >>> clock.next_estimate_ms(), clock.next_estimate_ms(ahead=3)
+    (1100, 1300)
     """
 
     def __init__(self, *, fps: float) -> None:
@@ -84,9 +84,12 @@ class StreamClock:
         self._last_ms = pts_ms
         return round(pts_ms)
 
-    def next_estimate_ms(self) -> int:
-        """Where the next frame would be at the nominal rate (for a frame that failed)."""
-        return 0 if self._last_ms is None else round(self._last_ms + self._period_ms)
+    def next_estimate_ms(self, *, ahead: int = 1) -> int:
+        """Where the frame ``ahead`` frames on would be at the nominal rate (for a frame
+        that failed); before any frame, frame ``ahead - 1`` of the stream."""
+        if self._last_ms is None:
+            return round((ahead - 1) * self._period_ms)
+        return round(self._last_ms + ahead * self._period_ms)
 
 
 @dataclass
@@ -177,7 +180,7 @@ class VideoFileSource:
                 return np.asarray(data)
             else:
                 reason = "decode"
-            self._leading.append(self._failure(index, reason))
+            self._leading.append(self._failure(index, reason, ahead=index + 1))
         return None
 
     def _usable(self, data: np.ndarray) -> bool:
@@ -185,10 +188,9 @@ class VideoFileSource:
             return cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
         return data.ndim == 3 and data.size > 0
 
-    def _failure(self, index: int, reason: str) -> _Failure:
-        return _Failure(
-            index=index, ts_ms=self._start_ts_ms + self._clock.next_estimate_ms(), reason=reason
-        )
+    def _failure(self, index: int, reason: str, *, ahead: int) -> _Failure:
+        estimate_ms = self._clock.next_estimate_ms(ahead=ahead)
+        return _Failure(index=index, ts_ms=self._start_ts_ms + estimate_ms, reason=reason)
 
     def __iter__(self) -> Iterator[SourceItem]:
         capture = self._capture
@@ -207,7 +209,8 @@ class VideoFileSource:
                     and not self._usable(data)
                 )
                 if data is None or cut:
-                    pending.append(self._failure(index, "read" if data is None else "decode"))
+                    reason = "read" if data is None else "decode"
+                    pending.append(self._failure(index, reason, ahead=len(pending) + 1))
                 else:
                     yield from (self._dropped(failure) for failure in pending)
                     self.report.frames_lost += len(pending)

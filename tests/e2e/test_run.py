@@ -78,6 +78,8 @@ def test_run_dispatches_violations_and_stops_cleanly(tmp_path: Path) -> None:
         assert entry["district"] in {"xizha", "xihu"}
         assert entry["dispatched_ts_ms"] >= entry["ts_ms"]
         assert Path(entry["snapshot"]).is_file()
+        # The panel sheet is named at once and written when its last frame has come.
+        assert entry["evidence_panels"].endswith("-panels.jpg")
 
         metrics = get(f"{base}/metrics")
         assert "citybrain_dispatched_total" in metrics

@@ -7,9 +7,10 @@ from pathlib import Path
 import cv2
 import pytest
 
+from services.common.arrays import BGRImage
 from services.common.config.scene import SceneConfig
 from services.common.events import ViolationEvent, ViolationType
-from services.common.frames import BGRImage, Frame
+from services.common.frames import Frame
 from services.detector import recorder as recorder_module
 from services.detector.panels import Panel
 from services.detector.pipeline import DetectorPipeline

@@ -112,6 +112,7 @@ def test_corrupt_first_frame_does_not_reject_the_file(tmp_path: Path, scene_file
     assert code == 0, output
     assert f"frames read: {FRAMES}" in output and "dropped: 1 {'decode': 1}" in output
     assert trace[0]["dropped"] == "decode" and trace[0]["frame"] == 0
+    assert [line["ts_ms"] - T0_MS for line in trace[:3]] == [0, 100, 200]
     assert [e["frame"] for e in events] == [CROSSING_FRAME]
 
 
@@ -121,6 +122,8 @@ def test_corrupt_frames_in_the_middle_are_real_drops(tmp_path: Path, scene_file:
     assert code == 0, output
     assert f"frames read: {FRAMES}" in output and "dropped: 3" in output
     assert [line["frame"] for line in trace if "dropped" in line] == [20, 21, 90]
+    # A lost frame is placed where it would have been: times keep to the 100 ms grid.
+    assert [line["ts_ms"] - T0_MS for line in trace] == [i * 100 for i in range(FRAMES)]
 
 
 def test_a_file_with_no_good_frame_is_rejected(tmp_path: Path, scene_file: Path) -> None:
@@ -213,3 +216,29 @@ def test_unknown_sized_matroska_says_nothing(tmp_path: Path) -> None:
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x36:rate=5:duration=1", "-c:v", "mjpeg",
            "-f", "matroska", "-live", "1", str(tmp_path / "live.mkv"))  # fmt: skip
     assert find_truncation(truncate(tmp_path / "live.mkv", keep=0.5)) is None
+
+
+def test_detect_checks_a_video_source_against_its_scene_too(tmp_path: Path) -> None:
+    data = scene().model_dump(mode="json")
+    data.update({"resolution_wh": None, "traffic_light": {"roi": [630, 20, 20, 60]}})
+    scene_path = tmp_path / "scene.yaml"
+    scene_path.write_text(json.dumps(data))
+    video = write_mjpg(tmp_path / "clip.avi", count=5)
+    result = runner.invoke(
+        app,
+        [
+            "detect",
+            "--source",
+            f"video:{video}",
+            "--scene",
+            str(scene_path),
+            "--bus",
+            "memory://",
+            "--metrics-port",
+            "0",
+            "--snapshots",
+            str(tmp_path / "ev"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "traffic_light.roi: [630, 20, 20, 60] lies outside" in result.output.replace("\n", "")
