@@ -13,8 +13,10 @@ Two cues say which lamp is lit:
   from their halo; a red halo spilling over the amber lamp still votes red.
 * **position**, always: which third of the head (top to bottom, or left to right for a
   horizontal head) is brighter than the darkest third by a clear margin. This is the whole
-  reading for a greyscale picture, and the fallback for a colour one whose lit lamp shows no
-  hue at all (a core blown out to white with no halo).
+  reading for a greyscale picture, and the fallback for a colour one whose lit lamp shows
+  no hue at all: at dusk an LED can blow out to a white disc with only a faint halo. (A
+  white glint on a dark head then reads as a lamp too; on the development clips that only
+  happened while the head was dark, where the held state does not change on it.)
 
 Readings are per frame; :class:`SignalTimeline` smooths them and dates changes.
 """
