@@ -71,9 +71,10 @@ class ReaderSettings:
     amber_hue_below: int = 36
     green_hue_from: int = 40
     green_hue_below: int = 100
-    # Votes (in pixels, weighted by saturation) the colour cue needs to decide at all, and
-    # the share of them the winner must hold.
-    min_votes: float = 0.5
+    # Votes (in pixels, weighted by saturation and brightness) the colour cue needs to decide
+    # at all, and the share of them the winner must hold. A real head decoded at 1/2 or 1/4
+    # scale is a few pixels across and its lit lamp may cast only a fraction of a vote.
+    min_votes: float = 0.1
     # A vote from the colour's own third of the head counts this much extra: the halo of a
     # lit lamp spills over its neighbours, but its heart is in its own third.
     own_third_weight: float = 2.0
