@@ -10,7 +10,8 @@ share of frames right outside half a second around each change of the true state
   full resolution); small LED heads at 1280x720 and 1920x1080; clips starting mid-red and
   mid-green.
 * Real: with ``--devset DIR``, every ``DIR/<clip>/`` holding ``clip.mp4``, ``scene.yaml`` and
-  ``labels.json`` (whose ``signal`` list gives the state per frame range), read as BGR frames.
+  ``labels.json`` (whose ``signal`` list gives the state per frame range), read as BGR frames
+  and, re-encoded as JPEG (quality 85), as a camera's feed would send them.
 
     .venv/bin/python bench/signal_accuracy.py [--seconds 30] [--devset DIR] [--no-simulated]
 
@@ -115,10 +116,23 @@ def video_frames(path: Path, camera_id: str, fps: float) -> Iterator[Frame]:
         capture.release()
 
 
-def score_clip(folder: Path) -> SignalScore:
+def as_jpeg(frames: Iterable[Frame]) -> Iterator[Frame]:
+    """The frames as a camera's feed would send them: JPEG, quality 85."""
+    for frame in frames:
+        assert frame.bgr is not None
+        ok, data = cv2.imencode(".jpg", frame.bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        if not ok:
+            raise RuntimeError(f"frame {frame.index}: JPEG encoding failed")
+        yield Frame(
+            camera_id=frame.camera_id, index=frame.index, ts_ms=frame.ts_ms, jpeg=bytes(data)
+        )
+
+
+def score_clip(folder: Path, *, jpeg: bool) -> SignalScore:
     scene = load_model(SceneConfig, folder / "scene.yaml")
     labels = json.loads((folder / "labels.json").read_text(encoding="utf-8"))
-    held = held_states(scene, video_frames(folder / "clip.mp4", scene.camera_id, scene.fps))
+    frames = video_frames(folder / "clip.mp4", scene.camera_id, scene.fps)
+    held = held_states(scene, as_jpeg(frames) if jpeg else frames)
     truth: list[str | None] = [None] * len(held)
     for span in labels.get("signal", []):
         for i in range(span["first_frame"], min(span["last_frame"] + 1, len(held))):
@@ -147,9 +161,10 @@ def main() -> None:
             rows.append({"clip": case.name, "input": "jpeg" if jpeg else "bgr", **score.to_dict()})
     if args.devset is not None:
         for folder in track(devset_clips(args.devset), description="devset"):
-            rows.append(
-                {"clip": f"real {folder.name}", "input": "bgr", **score_clip(folder).to_dict()}
-            )
+            for jpeg in (True, False):
+                score = score_clip(folder, jpeg=jpeg)
+                name = f"real {folder.name}"
+                rows.append({"clip": name, "input": "jpeg" if jpeg else "bgr", **score.to_dict()})
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"benchmark": "signal_accuracy", "rows": rows}, indent=2) + "\n")

@@ -3,7 +3,9 @@
 Issue 13's goal: the state is known within one second of the first frame, and right on at
 least 98% of the frames that lie more than half a second from a change of the true state
 (a reader confirms a change a few frames late, and a label's change frame is itself only
-good to a frame or two). Frames whose truth is unknown (unlabelled) are not scored.
+good to a frame or two). The first half second is left out too: the start is what the
+one-second goal is about. Frames whose truth is unlabelled (None) or labelled ``unknown``
+(no lamp visibly lit) are not scored.
 """
 
 from __future__ import annotations
@@ -55,15 +57,15 @@ def score_signal(
     >>> held = ["unknown"] * 2 + ["red"] * 10 + ["green"] * 8
     >>> s = score_signal(truth, held, fps=10, guard_s=0.3)
     >>> (s.scored, s.correct, s.first_known_s)
-    (15, 13, 0.2)
+    (12, 12, 0.2)
     """
     if len(truth) != len(held):
         raise ValueError(f"{len(truth)} truth frames but {len(held)} held states")
     guard = round(guard_s * fps)
-    changes = [i for i in range(1, len(truth)) if truth[i] != truth[i - 1]]
+    changes = [0] + [i for i in range(1, len(truth)) if truth[i] != truth[i - 1]]
     scored = correct = 0
     for i, (true_state, state) in enumerate(zip(truth, held, strict=True)):
-        if true_state is None or any(abs(i - c) < guard for c in changes):
+        if true_state in (None, "unknown") or any(abs(i - c) < guard for c in changes):
             continue
         scored += 1
         correct += state == true_state

@@ -13,14 +13,17 @@ Two cues say which lamp is lit:
   from their halo; a red halo spilling over the amber lamp still votes red.
 * **position**, always: which third of the head (top to bottom, or left to right for a
   horizontal head) is brighter than the darkest third by a clear margin. This is the whole
-  reading for a greyscale picture, and the fallback for a colour one whose lit lamp shows no
-  hue at all (a core blown out to white with no halo).
+  reading for a greyscale picture, and the fallback for a colour one whose lit lamp shows
+  no hue at all: at dusk an LED can blow out to a white disc with only a faint halo. (A
+  white glint on a dark head then reads as a lamp too; on the development clips that only
+  happened while the head was dark, where the held state does not change on it.)
 
 Readings are per frame; :class:`SignalTimeline` smooths them and dates changes.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -68,12 +71,16 @@ class ReaderSettings:
     amber_hue_below: int = 36
     green_hue_from: int = 40
     green_hue_below: int = 100
-    # Votes (in pixels, weighted by saturation) the colour cue needs to decide at all, and
-    # the share of them the winner must hold.
-    min_votes: float = 0.5
+    # Votes (in pixels, weighted by saturation and brightness) the colour cue needs to decide
+    # at all, and the share of them the winner must hold. A real head decoded at 1/2 or 1/4
+    # scale is a few pixels across and its lit lamp may cast only a fraction of a vote.
+    min_votes: float = 0.1
     # A vote from the colour's own third of the head counts this much extra: the halo of a
     # lit lamp spills over its neighbours, but its heart is in its own third.
     own_third_weight: float = 2.0
+    # A head longer than this along its lamps (a near camera's, at full resolution) is
+    # area-averaged down first: past a dozen pixels a lamp, detail adds cost, not accuracy.
+    max_head_px: int = 36
     min_vote_share: float = 0.6
 
 
@@ -181,28 +188,39 @@ def colour_votes(
     brightness ramp keeps the fringe where a red halo tints an amber lens orange, and a
     sunlit tree behind the head, from outvoting the lamp itself.
     """
+    height, width = head_bgr.shape[:2]
     hsv = np.asarray(cv2.cvtColor(np.ascontiguousarray(head_bgr), cv2.COLOR_BGR2HSV))
-    hue, saturation, value = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    hsv = hsv.reshape(-1, 3)
+    value = hsv[:, 2]
     brightest = int(value.max())
     threshold = max(settings.min_lit_level, int(settings.lit_fraction * brightest))
     if brightest <= threshold:
         return (0.0, 0.0, 0.0)
-    above = (value.astype(np.float32) - threshold) / (brightest - threshold)
-    weight = np.where(
-        (above > 0) & (saturation >= settings.min_saturation * 255),
-        above * saturation.astype(np.float32) / 255,
-        np.float32(0),
+    # Only the few lit pixels are worked on from here: a head is mostly dark housing.
+    lit = np.flatnonzero((value > threshold) & (hsv[:, 1] >= settings.min_saturation * 255))
+    if lit.size == 0:
+        return (0.0, 0.0, 0.0)
+    picked = hsv[lit].astype(np.float32)
+    weight = (picked[:, 2] - threshold) / (brightest - threshold) * picked[:, 1] / 255
+    colour = _hue_classes(settings)[hsv[lit, 0]]
+    bounds = [height * i // 3 for i in (1, 2)]
+    third = np.searchsorted(bounds, lit // width, side="right")
+    own = colour == third
+    votes = np.bincount(colour, weights=weight, minlength=4) + settings.own_third_weight * (
+        np.bincount(colour[own], weights=weight[own], minlength=4)
     )
-    classes = (
-        (hue < settings.red_hue_below) | (hue >= settings.red_hue_from),
-        (hue >= settings.red_hue_below) & (hue < settings.amber_hue_below),
-        (hue >= settings.green_hue_from) & (hue < settings.green_hue_below),
-    )
-    votes = []
-    for rows, in_class in zip(_thirds(head_bgr.shape[0]), classes, strict=True):
-        mine = weight * in_class
-        votes.append(float(mine.sum() + settings.own_third_weight * mine[rows].sum()))
-    return (votes[0], votes[1], votes[2])
+    return (float(votes[0]), float(votes[1]), float(votes[2]))
+
+
+@functools.cache
+def _hue_classes(settings: ReaderSettings) -> npt.NDArray[np.intp]:
+    """Per OpenCV hue (0..179): 0 red, 1 amber, 2 green, 3 none of them."""
+    hue = np.arange(180)
+    classes = np.full(180, 3, np.intp)
+    classes[(hue >= settings.green_hue_from) & (hue < settings.green_hue_below)] = 2
+    classes[(hue >= settings.red_hue_below) & (hue < settings.amber_hue_below)] = 1
+    classes[(hue < settings.red_hue_below) | (hue >= settings.red_hue_from)] = 0
+    return classes
 
 
 def read_lamp_head(
@@ -218,7 +236,7 @@ def read_lamp_head(
     """
     if head.size == 0:
         return LampReading(state=LightState.UNKNOWN, cue=Cue.POSITION)
-    oriented = along_axis(head, layout)
+    oriented = along_axis(_shrunk(head, layout, settings.max_head_px), layout)
     if oriented.ndim == 3:
         votes = colour_votes(oriented, settings)
         total = sum(votes)
@@ -230,6 +248,17 @@ def read_lamp_head(
     else:
         grey = oriented
     return LampReading(state=read_by_position(lamp_levels(grey), settings), cue=Cue.POSITION)
+
+
+def _shrunk(head: HeadImage, layout: LampLayout, max_length_px: int) -> HeadImage:
+    """The head area-averaged down to ``max_length_px`` along its lamps, if it is longer."""
+    height, width = head.shape[:2]
+    length = height if layout is LampLayout.VERTICAL else width
+    if length <= max_length_px:
+        return head
+    factor = max_length_px / length
+    size_wh = (max(round(width * factor), 1), max(round(height * factor), 1))
+    return np.asarray(cv2.resize(head, size_wh, interpolation=cv2.INTER_AREA), np.uint8)
 
 
 @dataclass(frozen=True, slots=True)

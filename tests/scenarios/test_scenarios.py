@@ -50,8 +50,9 @@ class Scenario:
         return f"{self.camera_id}-{self.variant}-{width}x{height}{start}"
 
 
-# wuzhen-cam-01's cycle is green 0-12 s, amber 12-15 s, red 15-25 s (offset 0); hangzhou-cam-01's
-# is green 0-13 s, amber 13-16 s, red 16-26 s; an offset of x starts the clip x s into it.
+# An offset of x starts the clip x s into the cycle: wuzhen-cam-01's is green 0-12 s, amber
+# 12-15 s, red 15-25 s; wuzhen-cam-03's green 0-10 s, amber 10-13 s, red 13-24 s; and
+# hangzhou-cam-01's green 0-13 s, amber 13-16 s, red 16-26 s.
 TRICKS = (
     Scenario("wuzhen-cam-01", "led", (1920, 1080), 30, signal_offset_s=19),  # mid-red
     Scenario("hangzhou-cam-01", "led_horizontal", (1280, 720), 30, signal_offset_s=6),

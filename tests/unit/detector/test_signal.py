@@ -127,7 +127,8 @@ def test_dark_or_blank_head_is_unknown() -> None:
     assert read_lamp_head(blank[:0], layout=LampLayout.VERTICAL).state is LightState.UNKNOWN
 
 
-def test_white_lit_lamp_with_no_hue_falls_back_to_position() -> None:
+def test_lit_lamp_blown_out_to_white_reads_by_position() -> None:
+    # A dusk LED seen as a white disc with no tinted halo (and an infrared camera's frames).
     head = synthetic_head(GREEN, lit_bgr=(250, 250, 250))
     reading = read_lamp_head(head, layout=LampLayout.VERTICAL)
     assert (reading.state, reading.cue) == (GREEN, Cue.POSITION)
