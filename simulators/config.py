@@ -38,6 +38,15 @@ class CameraTraffic(StrictModel):
     arrivals_per_min: float = Field(default=10, ge=0, le=40, description="per lane")
     red_light_runners_per_cycle: float = Field(default=1.5, ge=0, le=2)
     amber_crossers_per_cycle: float = Field(default=0.5, ge=0, le=1)
+    two_wheeler_share: float = Field(
+        default=0, ge=0, le=0.8, description="share of arrivals that are motorbikes or bicycles"
+    )
+    queue_pullouts_per_red: float = Field(
+        default=0, ge=0, le=1, description="queue heads that pull out and cross on red"
+    )
+    creepers_per_red: float = Field(
+        default=0, ge=0, le=1, description="queue heads that creep over the line on red and stop"
+    )
     bays: list[tuple[float, float]] = Field(
         default_factory=list, description="legal bays as x ranges on the kerb strip"
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +104,7 @@ def simulate_camera(
     faults: bool = False,
     fault_rate: float = DEFAULT_FAULT_RATE,
     signal_offset_s: float | None = None,
+    traffic_update: Mapping[str, float] | None = None,
     catalogue_path: Path | str | None = None,
     simulator_config_path: Path | str | None = None,
 ) -> SimulatedCamera:
@@ -112,7 +113,8 @@ def simulate_camera(
     The seed picks the traffic; ``variant`` (one of ``VARIANTS``) only changes the look, so
     the truth is the same in every variant of one seed and resolution. ``signal_offset_s``
     replaces the configured phase shift of the signal cycle, so that a clip can start at
-    any point of it (mid-red, mid-green).
+    any point of it (mid-red, mid-green). ``traffic_update`` replaces keys of the camera's
+    traffic settings (``configs/simulator.yaml``), such as ``two_wheeler_share``.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
@@ -122,6 +124,9 @@ def simulate_camera(
         camera_id, catalogue_path=catalogue_path, simulator_config_path=simulator_config_path
     )
     traffic = setup.traffic
+    if traffic_update:
+        # Validated like the config file, so a bad value names the same key and bounds.
+        traffic = CameraTraffic.model_validate({**traffic.model_dump(), **traffic_update})
     if signal_offset_s is not None:
         # Validated like the config key, so a bad offset names the same bounds.
         signal = SignalTiming.model_validate(

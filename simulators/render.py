@@ -63,6 +63,8 @@ _PAVEMENT: Colour = (170, 176, 180)
 _PAINT: Colour = (225, 225, 225)
 _YELLOW: Colour = (40, 185, 225)
 _GLASS: Colour = (70, 58, 50)
+_RIDER: Colour = (60, 70, 95)
+_TWO_WHEELERS = frozenset({VehicleKind.MOTORBIKE, VehicleKind.BICYCLE})
 _LAMP_LIT: dict[Phase, Colour] = {
     Phase.RED: (40, 40, 255),
     Phase.AMBER: (0, 190, 255),
@@ -497,6 +499,9 @@ class _VehiclePainter:
         self._fill((x0 + 4, y0 + 5, x1 + 4, y1 + 5), (38, 40, 42))
 
     def body(self, vehicle: Placed) -> None:
+        if vehicle.body.kind in _TWO_WHEELERS:
+            self._two_wheeler(vehicle)
+            return
         colour = vehicle.body.colour_bgr
         self._fill(self._box(vehicle), colour)
         self._fill(self._part(vehicle, 0.0, 1.0, 0.0), _shade(colour, 0.8))
@@ -512,6 +517,20 @@ class _VehiclePainter:
             self._fill(self._part(vehicle, 0.36, roof_end, 0.12), _shade(colour, 0.86, 14))
             self._fill(self._part(vehicle, roof_end, roof_end + 0.1, 0.12), _GLASS)
         self._lights(vehicle)
+
+    def _two_wheeler(self, vehicle: Placed) -> None:
+        """A motorbike or bicycle seen from above: wheels and frame along its length, the
+        rider's shoulders across it and a helmet or head in the middle."""
+        colour = vehicle.body.colour_bgr
+        frame_inset = 0.3 if vehicle.body.kind is VehicleKind.MOTORBIKE else 0.4
+        self._fill(self._part(vehicle, 0.0, 1.0, frame_inset), (30, 30, 32))
+        if vehicle.body.kind is VehicleKind.MOTORBIKE:
+            self._fill(self._part(vehicle, 0.15, 0.75, 0.22), colour)
+        self._fill(self._part(vehicle, 0.38, 0.68, 0.0), _RIDER)
+        self._fill(self._part(vehicle, 0.42, 0.58, 0.3), _shade(colour, 0.6, 20))
+        if vehicle.body.kind is VehicleKind.MOTORBIKE:
+            lamp: Colour = (235, 250, 255) if self.headlights else (200, 205, 210)
+            self._fill(self._part(vehicle, 0.0, 0.06, 0.35), lamp, lit=self.headlights)
 
     def _lights(self, vehicle: Placed) -> None:
         on = self.headlights

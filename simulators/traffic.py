@@ -51,6 +51,8 @@ class VehicleKind(StrEnum):
     CAR = "car"
     VAN = "van"
     BUS = "bus"
+    MOTORBIKE = "motorbike"
+    BICYCLE = "bicycle"
 
 
 class Role(StrEnum):
@@ -62,6 +64,10 @@ class Role(StrEnum):
     ZONE_VIOLATOR = "zone_violator"
     BRIEF_STOP = "brief_stop"
     LEGAL_PARKER = "legal_parker"
+    # The head of a queue waiting at red that pulls out and crosses on red.
+    QUEUE_PULLOUT = "queue_pullout"
+    # The head of a queue that creeps over the line on red and stops there.
+    CREEPER = "creeper"
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,23 @@ _COLOURS: tuple[tuple[int, int, int], ...] = (
     (130, 110, 90),
 )
 _BUS_COLOURS: tuple[tuple[int, int, int], ...] = ((60, 150, 40), (170, 110, 30), (230, 230, 230))
+
+
+# Speeds in native px/s (20 px/m): a rider in town, a cyclist.
+MOTORBIKE_SPEED = (110.0, 160.0)
+BICYCLE_SPEED = (60.0, 90.0)
+# A creeping rider inches forward at walking pace, to this far past the line (centre).
+CREEP_SPEED = 30.0
+CREEP_PAST_PX = 12.0
+
+
+def two_wheeler_body(rng: random.Random) -> Body:
+    """A motorbike (two in three) or a bicycle, with its rider (native px)."""
+    if rng.random() < 2 / 3:
+        return Body(
+            VehicleKind.MOTORBIKE, rng.uniform(38, 46), rng.uniform(15, 19), rng.choice(_COLOURS)
+        )
+    return Body(VehicleKind.BICYCLE, rng.uniform(34, 38), rng.uniform(11, 13), rng.choice(_COLOURS))
 
 
 def random_body(rng: random.Random, *, allow_bus: bool = True) -> Body:
@@ -162,6 +185,10 @@ class _Vehicle:
     depart_at: float = 0.0
     state: _State = _State.DRIVING
     kerb_p: float = 0.0
+    # Creeping over the line on red (then stopped past it until green), and the speed it
+    # drives at again after.
+    creeping: bool = False
+    cruise_v: float = 0.0
 
     @property
     def rear(self) -> float:
@@ -176,6 +203,14 @@ class _Script:
     lane: int
     body: Body
     speed: float
+    role: Role
+
+
+@dataclass(slots=True)
+class _QueueAct:
+    """At ``due_t``, during red, the head of a queue waiting at the line does ``role``."""
+
+    due_t: float
     role: Role
 
 
@@ -237,11 +272,26 @@ class _World:
                 self.pending[lane] = 0
             if self.pending[lane] == 0:
                 continue
-            v_desired = self.rng.uniform(140, 190)
-            speed = self.entry_speed(lane, v_desired)
-            if speed is not None:
+            arrival = self.arrival(lane)
+            if arrival is not None:
                 self.pending[lane] -= 1
-                self.spawn(lane, random_body(self.rng), v_desired, speed, Role.THROUGH)
+                self.spawn(lane, *arrival, Role.THROUGH)
+
+    def arrival(self, lane: int) -> tuple[Body, float, float] | None:
+        """A natural arrival's body, desired and entry speed, or None while the entry is
+        blocked."""
+        share = self.traffic.two_wheeler_share
+        # Without two-wheelers the numbers are drawn as they always were (speed, then body
+        # once the entry is free), so such traffic stays exactly as it was.
+        if share > 0 and self.rng.random() < share:
+            body = two_wheeler_body(self.rng)
+            low, high = MOTORBIKE_SPEED if body.kind is VehicleKind.MOTORBIKE else BICYCLE_SPEED
+            v_desired = self.rng.uniform(low, high)
+            speed = self.entry_speed(lane, v_desired)
+            return None if speed is None else (body, v_desired, speed)
+        v_desired = self.rng.uniform(140, 190)
+        speed = self.entry_speed(lane, v_desired)
+        return None if speed is None else (random_body(self.rng), v_desired, speed)
 
     def spawn_scripts(self, t: float, stop_s: float) -> None:
         while self.scripts and self.scripts[0].spawn_t <= t:
@@ -343,6 +393,7 @@ class _Intersection:
         self.signal = SignalPlan(world.traffic.signal)
         self.stop_s = layout.approach[0].stop_s or 0.0
         self._plan(duration_s)
+        self.queue_acts = self._plan_queue_acts(duration_s)
 
     def _plan(self, duration_s: float) -> None:
         world, traffic, rng = self.world, self.world.traffic, self.world.rng
@@ -382,12 +433,58 @@ class _Intersection:
                 _poisson_times(rng, traffic.arrivals_per_min, -PREROLL_S, duration_s)
             )
 
+    def _plan_queue_acts(self, duration_s: float) -> list[_QueueAct]:
+        """When queue heads pull out or creep: each red phase may hold one of each, once a
+        queue has had time to form and early enough to cross before green."""
+        traffic, rng = self.world.traffic, self.world.rng
+        acts: list[_QueueAct] = []
+        first, last = self.signal.cycle_at(0.0), self.signal.cycle_at(duration_s)
+        for cycle in range(first, last + 1):
+            red0 = self.signal.red_start(cycle)
+            start = max(red0 + 3.0, 0.5)
+            end = min(red0 + traffic.signal.red_s - 3.0, duration_s - 4.0)
+            for role, per_red in (
+                (Role.QUEUE_PULLOUT, traffic.queue_pullouts_per_red),
+                (Role.CREEPER, traffic.creepers_per_red),
+            ):
+                if per_red > 0 and end > start and rng.random() < per_red:
+                    acts.append(_QueueAct(rng.uniform(start, end), role))
+        return sorted(acts, key=lambda act: act.due_t)
+
+    def _queue_head(self) -> _Vehicle | None:
+        """A vehicle waiting at the stop line at the head of its lane, if any."""
+        stop_point = self.stop_s - STOP_GAP_PX
+        for lane in range(len(self.layout.approach)):
+            waiting = [v for v in self.world.lanes[lane] if v.s - v.body.length / 2 < self.stop_s]
+            if waiting and not waiting[0].scripted:
+                head = waiting[0]
+                if head.v < 1.0 and head.s >= stop_point - 2.0:
+                    return head
+        return None
+
+    def _start_queue_acts(self, t: float, phase: Phase) -> None:
+        for act in list(self.queue_acts):
+            if act.due_t > t:
+                break
+            head = self._queue_head() if phase is Phase.RED else None
+            if phase is not Phase.RED or head is not None:
+                self.queue_acts.remove(act)
+            if head is None:
+                continue
+            head.scripted = True
+            self.world.roles[head.vehicle_id] = act.role
+            if act.role is Role.QUEUE_PULLOUT:
+                head.committed = True
+            else:
+                head.creeping, head.cruise_v, head.v_desired = True, head.v_desired, CREEP_SPEED
+
     def step(self, t: float) -> None:
         world = self.world
         world.spawn_scripts(t, self.stop_s)
         world.spawn_arrivals(t)
         phase = self.signal.phase_at(t)
         cycle = self.signal.cycle_at(t)
+        self._start_queue_acts(t, phase)
         for lane, vehicles in enumerate(world.lanes):
             controlled = lane < len(self.layout.approach)
             for i, vehicle in enumerate(vehicles):
@@ -396,6 +493,10 @@ class _Intersection:
         world.drop_departed()
 
     def _signal_stop(self, vehicle: _Vehicle, phase: Phase, cycle: int, t: float) -> float | None:
+        if vehicle.creeping:
+            if phase is not Phase.GREEN:
+                return self.stop_s + vehicle.body.length / 2 + CREEP_PAST_PX
+            vehicle.creeping, vehicle.v_desired = False, vehicle.cruise_v
         stop_point = self.stop_s - STOP_GAP_PX
         if phase is Phase.GREEN:
             if not vehicle.scripted:

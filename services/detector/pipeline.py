@@ -128,7 +128,9 @@ class _Feed:
             stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
             moved_px=settings.moved_frac * work_w,
         )
-        self.tracker = Tracker(fps=scene.fps, settings=tracker_settings)
+        self.tracker = Tracker(
+            fps=scene.fps, settings=tracker_settings, frame_wh=decoder.working_wh
+        )
         # Only in a no-parking zone does a stay's start matter to a rule, so only there are
         # vehicles looked for in the persistent foreground; and there, vehicles stand, often
         # on hatching, and a stay is timed from their mask, so a shaking camera's paint is

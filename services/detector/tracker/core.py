@@ -10,13 +10,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.detector.geometry import BoxXYWH, box_centre, box_iou, covered_fraction, distance
+from services.detector.geometry import (
+    BoxXYWH,
+    box_centre,
+    box_intersection,
+    box_iou,
+    covered_fraction,
+    distance,
+)
 from services.detector.tracker.association import (
     FillFn,
     greedy_matches,
     hidden_in_merges,
     join_fragments,
 )
+from services.detector.tracker.departures import TRAIL_COVER, departing_box, may_be_trail
 from services.detector.tracker.ghosts import Ghosts
 from services.detector.tracker.sizes import VehicleWidths, parted, vehicle_shaped
 from services.detector.tracker.standing import StandingRegion
@@ -54,8 +62,20 @@ class TrackerSettings:
 class Tracker:
     """Assigns blobs to tracks frame by frame; call :meth:`update` once per frame."""
 
-    def __init__(self, *, fps: float, settings: TrackerSettings | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        fps: float,
+        settings: TrackerSettings | None = None,
+        frame_wh: tuple[int, int] | None = None,
+    ) -> None:
+        """``frame_wh`` (working pixels) lets new tracks follow vehicles that leave a place
+        the background learnt them in (see ``departures``); without it they are not looked
+        for."""
         self._settings = settings or TrackerSettings()
+        self._frame_wh = frame_wh
+        # Places vehicles have left this frame, where the background should learn the road.
+        self._vacated: list[BoxXYWH] = []
         self._max_missed = max(1, round(fps * self._settings.max_missed_s))
         self._window_ms = self._settings.stationary_window_s * 1000.0
         self._tracks: list[Track] = []
@@ -121,7 +141,8 @@ class Tracker:
         """
         ghosts = self._ghosts.confirmed(self._tracks, looks_like_ghost=looks_like_ghost)
         self._tracks = [t for t in self._tracks if t not in ghosts]
-        return [t.box for t in ghosts]
+        vacated, self._vacated = self._vacated, []
+        return [t.box for t in ghosts] + vacated
 
     def adopt_standing(self, regions: Sequence[StandingRegion], *, frame: int) -> list[TrackView]:
         """Start a standing track for each standing region no track accounts for; returns
@@ -160,6 +181,8 @@ class Tracker:
     def _start(self, box: BoxXYWH, *, frame: int, ts_ms: int) -> None:
         track = self._new_track(box, frame=frame)
         track.moved = self._ghosts.arrived(frame)
+        if self._frame_wh is not None and may_be_trail(box, frame_wh=self._frame_wh):
+            track.trail = box
         track.samples.append(Sample(frame=frame, ts_ms=ts_ms, centre=track.origin))
 
     def _new_track(self, box: BoxXYWH, *, frame: int) -> Track:
@@ -179,6 +202,7 @@ class Tracker:
         self, track: Track, box: BoxXYWH, *, frame: int, ts_ms: int, whole: bool = True
     ) -> None:
         settings = self._settings
+        box = self._leave_trail(track, box)
         vehicle_width = self._vehicle_width_px if whole else None
         if vehicle_width is not None and parted(
             track.size_wh, (box[2], box[3]), vehicle_width_px=vehicle_width
@@ -221,6 +245,24 @@ class Tracker:
         while track.samples and ts_ms - track.samples[0].ts_ms > self._window_ms:
             track.samples.popleft()
         self._settle(track)
+
+    def _leave_trail(self, track: Track, box: BoxXYWH) -> BoxXYWH:
+        """The vehicle's box in a blob that may also hold the place it left."""
+        trail = track.trail
+        if trail is None:
+            return box
+        vehicle = departing_box(trail, box)
+        if vehicle is not None:
+            # The road it uncovered shows that a vehicle stood there: no ghost of the
+            # first frames, whatever its age.
+            track.left_trail = track.moved = True
+            return vehicle
+        if covered_fraction(trail, box) < TRAIL_COVER:
+            track.trail = None
+            if track.left_trail and box_intersection(trail, box) == 0:
+                # It has parted from the place it left: the road there is the background.
+                self._vacated.append(trail)
+        return box
 
     def _settle(self, track: Track) -> None:
         """Start the track's stay once it has stood still for the stationary window."""

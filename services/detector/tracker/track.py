@@ -108,6 +108,10 @@ class Track:
     departing: int = 0
     # Consecutive observations that showed only part of the (moving) vehicle.
     partial: int = 0
+    # The first box, while the track may be a vehicle leaving a place the background learnt
+    # it in (see ``departures``), and whether it has been seen leaving.
+    trail: BoxXYWH | None = None
+    left_trail: bool = False
     # The last two real observations: coasting through a merge is a guess, and a rule must
     # not see a guessed move as a crossing.
     observations: deque[_Observation] = field(default_factory=lambda: deque(maxlen=2))

@@ -145,3 +145,35 @@ def test_vehicles_side_by_side_that_part_get_a_track_each() -> None:
     pair = [t for t in tracker.tracks if t.established and t.box_xywh[0] >= 130]
     assert sorted(t.box_xywh[0] for t in pair) == [140.0, 160.0]
     assert all(t.size_wh[0] < 20 for t in pair)
+
+
+def test_vehicle_leaving_the_background_is_followed_at_its_own_size() -> None:
+    """A car stood in the first frames, so the background holds it; as it drives up, the road
+    it uncovers joins its blob, whose lower edge stays where it stood. The track follows
+    the car (the blob's upper part, at the car's size), and once the two part, the place it
+    left is handed back as road for the background to learn."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0), frame_wh=(320, 180))
+    stood = (100.0, 100.0, 16.0, 36.0)
+    centres = []
+    for frame, moved in enumerate((1, 2, 4, 7, 11, 16, 22, 29, 37, 46)):
+        blobs: list[BoxXYWH] = [(100.0, 100.0 - moved, 16.0, 36.0 + moved)]
+        if moved > 36:
+            blobs = [stood, (100.0, 100.0 - moved, 16.0, 36.0)]
+        step(tracker, frame, blobs)
+        (track, *_) = tracker.tracks
+        centres.append(track.box_xywh[1] + track.box_xywh[3] / 2)
+        if 7 <= moved <= 36:
+            # Its size is that of its first blob, which had it one pixel on its way.
+            assert track.box_xywh == (100.0, 100.0 - moved, 16.0, 37.0)
+    assert centres[-1] < 118.0 - 36, "the track went with the car, not with the mask's middle"
+    assert tracker.release_ghosts(looks_like_ghost=lambda _box: False) == [
+        (100.0, 99.0, 16.0, 37.0)
+    ]
+
+
+def test_vehicle_that_moves_as_a_whole_keeps_its_box() -> None:
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0), frame_wh=(320, 180))
+    for frame in range(10):
+        step(tracker, frame, [(100.0, 100.0 - 3 * frame, 16.0, 36.0)])
+        (track,) = tracker.tracks
+        assert track.box_xywh == (100.0, 100.0 - 3 * frame, 16.0, 36.0)

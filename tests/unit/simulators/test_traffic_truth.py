@@ -12,7 +12,7 @@ import pytest
 
 from services.common.config.catalogue import CameraKind, load_catalogue
 from simulators.feed import SimulatedCamera, simulate_camera
-from simulators.traffic import Role
+from simulators.traffic import Role, VehicleKind
 
 _CATALOGUED = [cam for city in load_catalogue().cities.values() for cam in city.cameras]
 CAMERAS = [cam.camera_id for cam in _CATALOGUED]
@@ -157,3 +157,56 @@ def test_brief_stops_and_legal_parking_are_never_violations(camera_id: str) -> N
     assert lawful & set(minute(camera_id).roles.values()) | lawful & set(
         minute(camera_id, 1).roles.values()
     )
+
+
+MIXED = {"two_wheeler_share": 0.45, "queue_pullouts_per_red": 1.0, "creepers_per_red": 1.0}
+
+
+@cache
+def mixed_minute(camera_id: str) -> SimulatedCamera:
+    return simulate_camera(camera_id, seconds=60, traffic_update=MIXED)
+
+
+@pytest.mark.parametrize("camera_id", INTERSECTIONS)
+def test_mixed_traffic_keeps_vehicles_apart_and_offenders_scripted(camera_id: str) -> None:
+    camera = mixed_minute(camera_id)
+    kinds = {p.body.kind for frame in camera._trajectory.frames for p in frame}
+    assert {VehicleKind.MOTORBIKE, VehicleKind.BICYCLE, VehicleKind.CAR} <= kinds
+    for index in range(camera.n_frames):
+        for p, q in itertools.combinations(camera.vehicle_boxes(index), 2):
+            (px, py, pw, ph), (qx, qy, qw, qh) = p.bbox_xywh, q.bbox_xywh
+            assert min(px + pw, qx + qw) - max(px, qx) <= 0 or (
+                min(py + ph, qy + qh) - max(py, qy) <= 0
+            ), (index, p, q)
+    scripted = {Role.RUNNER, Role.QUEUE_PULLOUT, Role.CREEPER}
+    roles = {camera.roles[v.vehicle_id] for v in camera.truth}
+    assert roles <= scripted
+    assert {Role.QUEUE_PULLOUT, Role.CREEPER} <= roles
+
+
+@pytest.mark.parametrize("camera_id", INTERSECTIONS)
+def test_creepers_stop_just_past_the_line_on_red(camera_id: str) -> None:
+    """A creeper's crossing is a violation, and it then stands on red until green."""
+    camera = mixed_minute(camera_id)
+    creepers = [v for v in camera.truth if camera.roles[v.vehicle_id] is Role.CREEPER]
+    assert creepers
+    fps = round(camera.fps)
+    for violation in creepers:
+        later = violation.frame + 2 * fps
+        if later >= camera.n_frames or camera.light_state(later) != "red":
+            continue
+        (box,) = [b for b in camera.vehicle_boxes(later) if b.vehicle_id == violation.vehicle_id]
+        (again,) = [
+            b for b in camera.vehicle_boxes(later + 1) if b.vehicle_id == violation.vehicle_id
+        ]
+        assert box == again, "a creeper stands still past the line while the light is red"
+
+
+def test_traffic_without_two_wheelers_is_unchanged_by_the_new_keys() -> None:
+    plain = simulate_camera("wuzhen-cam-01", seconds=20)
+    zero = simulate_camera(
+        "wuzhen-cam-01",
+        seconds=20,
+        traffic_update={"two_wheeler_share": 0, "queue_pullouts_per_red": 0, "creepers_per_red": 0},
+    )
+    assert plain.frame_truth == zero.frame_truth
