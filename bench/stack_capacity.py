@@ -41,7 +41,8 @@ def _citybrain(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _stack_file(replicas: int, *, resolution: str, fps: float, max_cameras: int) -> Path:
-    path = RESULTS / f"stack_capacity_{replicas}.yaml"
+    path = ROOT / ".local" / f"stack_capacity_{replicas}.yaml"
+    path.parent.mkdir(exist_ok=True)
     base = 58000 + 100 * replicas
     path.write_text(
         yaml.safe_dump(
