@@ -22,7 +22,7 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from services.common.bus import Bus, BusMessage, open_bus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, Catalogue, load_catalogue
+from services.common.config.catalogue import Catalogue, catalogue_path, load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, fail, parse_resolution
 from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
@@ -32,7 +32,6 @@ from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
 from services.detector.worker import DetectorWorker, bus_sink
 from services.dispatcher.config import (
-    DEFAULT_DISPATCH_PATH,
     DispatchConfig,
     load_dispatch_config,
 )
@@ -254,10 +253,14 @@ def run_command(
     evidence_dir: Annotated[
         Path, typer.Option(help="Where evidence snapshots are written.")
     ] = Path("evidence"),
-    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = None,
     dispatch_config: Annotated[
-        Path, typer.Option(help="Dispatch rules (priorities, grouping, routing).")
-    ] = DEFAULT_DISPATCH_PATH,
+        Path | None,
+        typer.Option(
+            help="Dispatch rules (priorities, grouping, routing); default: dispatch.yaml in the "
+            "config directory."
+        ),
+    ] = None,
 ) -> None:
     """Run the whole pipeline in one process: simulated Wuzhen and Hangzhou cameras,
     detectors, dispatcher and control-center queue, with the dashboard and /metrics.
@@ -271,7 +274,7 @@ def run_command(
         cameras = camera or cat.camera_ids()
         unknown = sorted(set(cameras) - set(cat.camera_ids()))
         if unknown:
-            raise ConfigError(str(catalogue), [f"unknown camera ids {unknown}"])
+            raise ConfigError(str(catalogue_path(catalogue)), [f"unknown camera ids {unknown}"])
         if variant not in VARIANTS:
             raise typer.BadParameter(f"variant must be one of {', '.join(VARIANTS)}")
         settings = RunSettings(

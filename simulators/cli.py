@@ -6,6 +6,7 @@ import contextlib
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -21,11 +22,11 @@ from rich.progress import (
 )
 
 from services.common import console
-from services.common.bus import BusError, open_bus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
+from services.common.bus import Bus, BusError, open_bus
+from services.common.bus.kafka import KafkaBus
+from services.common.config.catalogue import load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, err, fail, parse_resolution
-from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH
 from simulators.feed import (
     SimulatedCamera,
     UnknownCameraError,
@@ -37,17 +38,19 @@ from simulators.feed import (
 from simulators.live import (
     LiveFeedMetrics,
     LiveFeedSettings,
+    LiveFeedSummary,
     jsonl_drop_sink,
     jsonl_truth_sink,
     run_live_feed,
 )
 from simulators.render import VARIANTS
+from simulators.shares import KafkaCameraShares, follow_shares
 
 
 # Typer maps each parameter to an option, so a command's signature is its whole interface.
 def simulate(  # noqa: PLR0917
     camera: Annotated[
-        str | None, typer.Option("--camera", "-c", help="Camera id from configs/cities.yaml.")
+        str | None, typer.Option("--camera", "-c", help="Camera id from cities.yaml.")
     ] = None,
     all_cameras: Annotated[
         bool, typer.Option("--all", help="Every catalogued camera (OUT/<camera_id>/...).")
@@ -74,10 +77,13 @@ def simulate(  # noqa: PLR0917
     faults: Annotated[
         bool, typer.Option(help="Drop or corrupt about 2% of frames (marked in the truth).")
     ] = False,
-    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = None,
     config: Annotated[
-        Path, typer.Option(help="Simulator traffic settings.")
-    ] = DEFAULT_SIMULATOR_CONFIG_PATH,
+        Path | None,
+        typer.Option(
+            help="Simulator traffic settings; default: simulator.yaml in the config directory."
+        ),
+    ] = None,
 ) -> None:
     if (camera is None) == (not all_cameras):
         raise fail("give exactly one of --camera ID or --all")
@@ -169,8 +175,20 @@ _HELP = (
 def simulate_live(  # noqa: PLR0917
     to: Annotated[str, typer.Option(help="The bus the frames go to: kafka://HOST:PORT.")],
     cameras: Annotated[
-        list[str], typer.Option("--camera", "-c", help="Camera id; repeat for more cameras.")
-    ],
+        list[str] | None,
+        typer.Option("--camera", "-c", help="Camera id; repeat for more cameras."),
+    ] = None,
+    all_cameras: Annotated[
+        bool, typer.Option("--all", help="Every catalogued camera instead of --camera.")
+    ] = False,
+    share_group: Annotated[
+        str | None,
+        typer.Option(
+            help="Stream only this replica's share of the cameras: the replicas that give the "
+            "same group split them through a Kafka consumer group, and take over a dead "
+            "one's within its session timeout. Scale by starting more replicas.",
+        ),
+    ] = None,
     seconds: Annotated[
         float, typer.Option(min=0, help="How long to stream; 0 streams until SIGTERM.")
     ] = 0.0,
@@ -186,16 +204,27 @@ def simulate_live(  # noqa: PLR0917
         Path | None, typer.Option(help="Append each ground-truth violation here (JSONL).")
     ] = None,
     metrics_port: Annotated[
-        int, typer.Option(help="Serve Prometheus /metrics on 127.0.0.1:PORT (0: off).")
+        int, typer.Option(help="Serve Prometheus /metrics on PORT (0: off).")
     ] = 0,
+    metrics_host: Annotated[
+        str, typer.Option(help="The address /metrics binds (0.0.0.0 in a container).")
+    ] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Traffic seed of the first chunk.")] = 0,
-    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = None,
     config: Annotated[
-        Path, typer.Option(help="Simulator traffic settings.")
-    ] = DEFAULT_SIMULATOR_CONFIG_PATH,
+        Path | None,
+        typer.Option(
+            help="Simulator traffic settings; default: simulator.yaml in the config directory."
+        ),
+    ] = None,
 ) -> None:
     resolution_wh = parse_resolution(resolution)
+    if bool(cameras) == all_cameras:
+        raise fail("give --camera ID (repeatable) or --all")
     try:
+        if all_cameras:
+            cameras = load_catalogue(catalogue).camera_ids()
+        assert cameras is not None
         fps = {
             load_camera_setup(c, catalogue_path=catalogue, simulator_config_path=config).scene.fps
             for c in cameras
@@ -210,7 +239,7 @@ def simulate_live(  # noqa: PLR0917
         raise fail(f"--to: {exc}") from None
     registry = CollectorRegistry()
     if metrics_port:
-        start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=registry)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -224,26 +253,50 @@ def simulate_live(  # noqa: PLR0917
         seconds=seconds or None,
         seed=seed,
     )
+    metrics = LiveFeedMetrics.create(registry)
+    total = LiveFeedSummary()
     with contextlib.ExitStack() as stack:
         handle = stack.enter_context(truth.open("a", encoding="utf-8")) if truth else None
-        try:
+
+        def run_feed(owned: list[str], until: threading.Event) -> None:
+            # A share taken on starts now: its cameras' capture times are this instant's.
+            now_ms = int(time.time() * 1000) if share_group else settings.start_ts_ms
             summary = run_live_feed(
                 bus,
-                settings,
-                metrics=LiveFeedMetrics.create(registry),
-                stop=stop,
+                replace(settings, camera_ids=tuple(owned), start_ts_ms=now_ms),
+                metrics=metrics,
+                stop=until,
                 truth_sink=jsonl_truth_sink(handle) if handle else (lambda _v: None),
                 drop_sink=jsonl_drop_sink(handle) if handle else None,
             )
+            total.published += summary.published
+            total.dropped_late += summary.dropped_late
+            total.violations += summary.violations
+
+        try:
+            if share_group is None:
+                run_feed(list(cameras), stop)
+            else:
+                shares = _join_shares(bus, cameras, share_group)
+                try:
+                    follow_shares(shares, run_feed, stop=stop)
+                finally:
+                    shares.close()
         except BusError as exc:
             err.print(f"[red]error[/red] {exc}")
             raise typer.Exit(code=1) from None
         finally:
             bus.close()
     console.out.print(
-        f"[green]ok[/green] {len(cameras)} cameras: published {summary.published} frames, "
-        f"dropped {summary.dropped_late} late, {summary.violations} violations in the truth"
+        f"[green]ok[/green] {len(cameras)} cameras: published {total.published} frames, "
+        f"dropped {total.dropped_late} late, {total.violations} violations in the truth"
     )
+
+
+def _join_shares(bus: Bus, cameras: list[str], group_id: str) -> KafkaCameraShares:
+    if not isinstance(bus, KafkaBus):
+        raise fail("--share-group needs --to kafka://HOST:PORT")
+    return KafkaCameraShares(bus, camera_ids=cameras, group_id=group_id)
 
 
 _LIVE_HELP = (

@@ -24,17 +24,15 @@ import numpy as np
 import yaml
 
 from services.common.bus import Bus
-from services.common.config.catalogue import (
-    DEFAULT_CATALOGUE_PATH,
-    load_catalogue,
-    scene_path,
-)
+from services.common.config.catalogue import catalogue_path as resolve_catalogue_path
+from services.common.config.catalogue import load_catalogue, scene_path
 from services.common.config.loader import load_model
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, BGRImage, Frame
-from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH, CameraTraffic, load_simulator_config
+from simulators.config import CameraTraffic, load_simulator_config
+from simulators.jpeg import BackgroundJpegEncoder
 from simulators.layout import NATIVE_WH, Layout, build_layout
-from simulators.render import HEAVY_JPEG_QUALITY, VARIANTS, Renderer
+from simulators.render import HEAVY_JPEG_QUALITY, STATIC_VARIANTS, VARIANTS, Renderer
 from simulators.traffic import Role, Trajectory, simulate_traffic
 from simulators.truth import (
     FrameTruth,
@@ -76,8 +74,8 @@ class CameraSetup:
 def load_camera_setup(
     camera_id: str,
     *,
-    catalogue_path: Path | str = DEFAULT_CATALOGUE_PATH,
-    simulator_config_path: Path | str = DEFAULT_SIMULATOR_CONFIG_PATH,
+    catalogue_path: Path | str | None = None,
+    simulator_config_path: Path | str | None = None,
 ) -> CameraSetup:
     """Load and check everything a camera needs; raises ``UnknownCameraError``/``ConfigError``."""
     catalogue = load_catalogue(catalogue_path)
@@ -87,7 +85,7 @@ def load_camera_setup(
             f"unknown camera {camera_id!r}; known: {', '.join(catalogue.camera_ids())}"
         )
     _, camera = found
-    scene = load_model(SceneConfig, scene_path(catalogue_path, camera))
+    scene = load_model(SceneConfig, scene_path(resolve_catalogue_path(catalogue_path), camera))
     traffic = load_simulator_config(simulator_config_path).traffic(camera_id)
     return CameraSetup(
         scene=scene, layout=build_layout(scene, camera.kind, traffic), traffic=traffic
@@ -104,8 +102,8 @@ def simulate_camera(
     start_ts_ms: int = DEFAULT_START_TS_MS,
     faults: bool = False,
     fault_rate: float = DEFAULT_FAULT_RATE,
-    catalogue_path: Path | str = DEFAULT_CATALOGUE_PATH,
-    simulator_config_path: Path | str = DEFAULT_SIMULATOR_CONFIG_PATH,
+    catalogue_path: Path | str | None = None,
+    simulator_config_path: Path | str | None = None,
 ) -> SimulatedCamera:
     """Simulate ``seconds`` of a catalogued camera; the same arguments give the same frames.
 
@@ -177,6 +175,7 @@ class SimulatedCamera:
         self.resolution_wh = renderer.resolution_wh
         self.n_frames = len(trajectory.frames)
         self._start_ts_ms = start_ts_ms
+        self._encoders: dict[int, BackgroundJpegEncoder] = {}
         faults = random.Random(f"faults:{self.camera_id}:{seed}")
         self.frame_truth: list[FrameTruth] = []
         for index, placed in enumerate(trajectory.frames):
@@ -265,10 +264,24 @@ class SimulatedCamera:
         if self.variant == "jpeg":
             quality = min(quality, HEAVY_JPEG_QUALITY)
         truth = self.frame_truth[frame_index]
-        data = (
-            _garbage(truth.frame) if truth.corrupt else _encode(self._picture(truth.frame), quality)
-        )
+        data = _garbage(truth.frame) if truth.corrupt else self._jpeg(truth.frame, quality)
         return Frame(camera_id=self.camera_id, index=truth.frame, ts_ms=truth.ts_ms, jpeg=data)
+
+    def _jpeg(self, frame_index: int, quality: int) -> bytes:
+        """The frame's picture as JPEG. Where the variant leaves the background untouched
+        around vehicles and lamps, only the parts that differ are drawn and encoded (see
+        ``simulators/jpeg.py``); the bytes are the same as a whole-frame encode's."""
+        phases = self._trajectory.phases
+        placed = self._trajectory.frames[frame_index]
+        phase = phases[frame_index] if phases else None
+        if self.variant not in STATIC_VARIANTS:
+            return _encode(self._renderer.render(frame_index, placed, phase), quality)
+        picture, damage = self._renderer.render_reused(frame_index, placed, phase)
+        encoder = self._encoders.get(quality)
+        if encoder is None:
+            encoder = BackgroundJpegEncoder(self._renderer.background, quality=quality)
+            self._encoders[quality] = encoder
+        return encoder.encode(picture, damage)
 
     def write_scene(self, path: Path) -> None:
         """Dump the scaled scene as a scene file that validates with ``SceneConfig``."""

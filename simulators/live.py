@@ -39,8 +39,8 @@ MAX_LATE_MS = 1000.0
 @dataclass(frozen=True, slots=True)
 class LiveFeedSettings:
     camera_ids: tuple[str, ...]
-    catalogue_path: Path
-    simulator_config_path: Path
+    catalogue_path: Path | None  # None: the config directory's
+    simulator_config_path: Path | None
     resolution_wh: tuple[int, int]
     fps: float  # the cameras' scene frame rate (every camera of a feed shares it)
     start_ts_ms: int

@@ -54,6 +54,11 @@ _LAMP_LIT: dict[Phase, Colour] = {
 _LAMP_UNLIT: Colour = (34, 34, 40)
 _LAMP_ORDER = (Phase.RED, Phase.AMBER, Phase.GREEN)
 _RAIN_TILES = 6
+# Looks whose frames equal the background wherever no vehicle or lamp is drawn; the others
+# (rain, drift, shake, jpeg) change every pixel of every frame.
+STATIC_VARIANTS = frozenset({"day", "dusk", "night"})
+# A vehicle's shadow is drawn this far (native px) right of and below its body.
+_SHADOW_DXY = (4, 5)
 _DRIFT_PERIOD_S = 40.0
 _DRIFT_AMPLITUDE = 0.3
 
@@ -116,6 +121,8 @@ class Renderer:
         self.seed = seed
         self.canvas = _Canvas(resolution_wh[0] / NATIVE_WH[0], resolution_wh[1] / NATIVE_WH[1])
         self.light = _LIGHT[variant]
+        # What the last render_reused() drew over the background in its scratch image.
+        self._scratch_damage: list[tuple[int, int, int, int]] = []
 
     # -- precomputed once per renderer ---------------------------------------------------------
 
@@ -178,6 +185,45 @@ class Renderer:
             img = _u8(cv2.LUT(self.background, lut))
         else:
             img = self.background.copy()
+        self._draw(img, frame_index, placed, phase, offset=offset, gain=gain)
+        return img
+
+    def render_reused(
+        self, frame_index: int, placed: Sequence[Placed], phase: Phase | None
+    ) -> tuple[BGRImage, list[tuple[int, int, int, int]]]:
+        """The same picture as ``render`` and its ``damage_xyxy``, for a static variant only.
+
+        The picture is drawn into one scratch image that the next call reuses (so use it
+        before then): only the previous frame's damage is restored from the background,
+        instead of copying the whole background for every frame.
+        """
+        damage = self.damage_xyxy(placed, phase)
+        if damage is None:
+            raise ValueError(f"variant {self.variant!r} changes every pixel; use render()")
+        scratch, background = self._scratch, self.background
+        height, width = background.shape[:2]
+        for x0, y0, x1, y1 in self._scratch_damage:
+            rows, cols = slice(max(y0, 0), min(y1, height)), slice(max(x0, 0), min(x1, width))
+            scratch[rows, cols] = background[rows, cols]
+        self._draw(scratch, frame_index, placed, phase, offset=(0, 0), gain=1.0)
+        self._scratch_damage = damage
+        return scratch, damage
+
+    @cached_property
+    def _scratch(self) -> BGRImage:
+        return self.background.copy()
+
+    def _draw(
+        self,
+        img: BGRImage,
+        frame_index: int,
+        placed: Sequence[Placed],
+        phase: Phase | None,
+        *,
+        offset: tuple[int, int],
+        gain: float,
+    ) -> None:
+        """Vehicles, lamps and rain on ``img``, a (shaken or dimmed) background."""
         light = tuple(channel * gain for channel in self.light)
         painter = _VehiclePainter(img, self.canvas, light, offset, self.variant in _HEADLIGHTS_ON)
         if self.variant == "night":
@@ -192,7 +238,34 @@ class Renderer:
         if self.variant == "rain":
             tile = self._rain_tiles[(frame_index * 7 + self.seed) % _RAIN_TILES]
             cv2.add(img, tile, dst=img)
-        return img
+
+    def damage_xyxy(
+        self, placed: Sequence[Placed], phase: Phase | None
+    ) -> list[tuple[int, int, int, int]] | None:
+        """Pixel rectangles (x0, y0, x1, y1, end-exclusive) outside which ``render`` leaves the
+        background untouched; None when the variant changes the whole frame."""
+        if self.variant not in STATIC_VARIANTS:
+            return None
+        # One pixel more on each side than drawn covers rounding and anti-aliased edges.
+        c, rects = self.canvas, []
+        for vehicle in placed:
+            x0, y0, x1, y1 = vehicle.box_xyxy
+            # The body and its shadow.
+            x1, y1 = x1 + _SHADOW_DXY[0], y1 + _SHADOW_DXY[1]
+            if self.variant == "night":
+                x0, y0, x1, y1 = _beam_bounds(vehicle, (x0, y0, x1, y1))
+            rects.append(
+                (
+                    math.floor(x0 * c.sx) - 1,
+                    math.floor(y0 * c.sy) - 1,
+                    math.ceil(x1 * c.sx) + 1,
+                    math.ceil(y1 * c.sy) + 1,
+                )
+            )
+        if phase is not None:
+            (cx, cy), radius = self._lamp_geometry()[_LAMP_ORDER.index(phase)]
+            rects.append((cx - radius - 2, cy - radius - 2, cx + radius + 3, cy + radius + 3))
+        return rects
 
     def _lamp_geometry(self) -> list[tuple[tuple[int, int], int]]:
         assert self.scene.traffic_light is not None
@@ -218,6 +291,22 @@ class Renderer:
         lit = _shade(_LAMP_LIT[phase], min(gain, 1.0))
         (cx, cy), radius = self._lamp_geometry()[_LAMP_ORDER.index(phase)]
         cv2.circle(img, (cx + offset[0], cy + offset[1]), radius, lit, -1, cv2.LINE_AA)
+
+
+def _beam_bounds(vehicle: Placed, rect: RectXYXY) -> RectXYXY:
+    """``rect`` grown to hold the vehicle's night beam, as ``_VehiclePainter.beam`` draws it:
+    up to 0.9 body lengths ahead, 10 px wider than the body on each side."""
+    bx0, by0, bx1, by1 = vehicle.box_xyxy
+    reach = 0.9 * max(bx1 - bx0, by1 - by0) + 1
+    dx, dy = vehicle.heading
+    x0, y0, x1, y1 = rect
+    if dx == 0:
+        x0, x1 = x0 - 10, x1 + 10
+        y0, y1 = (y0 - reach, y1) if dy < 0 else (y0, y1 + reach)
+    else:
+        y0, y1 = y0 - 10, y1 + 10
+        x0, x1 = (x0 - reach, x1) if dx < 0 else (x0, x1 + reach)
+    return (x0, y0, x1, y1)
 
 
 def _u8(img: object) -> BGRImage:

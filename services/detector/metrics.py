@@ -60,7 +60,8 @@ class DetectorMetrics:
             violations=Counter(
                 "citybrain_violations",
                 "Violations detected.",
-                ["type"],
+                # City too, so a dashboard can split violations per city without a join.
+                ["type", "city"],
                 registry=registry,
             ),
             signal_changes=Counter(
@@ -77,7 +78,7 @@ class DetectorMetrics:
 
     def count_events(self, events: list[ViolationEvent]) -> None:
         for event in events:
-            self.violations.labels(type=event.type.value).inc()
+            self.violations.labels(type=event.type.value, city=event.city).inc()
 
 
 class CameraObserver:

@@ -23,15 +23,15 @@ from pathlib import Path
 import yaml
 
 from services.common.config.catalogue import (
-    DEFAULT_CATALOGUE_PATH,
     Camera,
     Catalogue,
+    catalogue_path,
     load_catalogue,
     scene_path,
 )
 from services.common.config.loader import load_model
 from services.common.config.scene import SceneConfig
-from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH, load_simulator_config
+from simulators.config import load_simulator_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,11 +76,11 @@ def write_fleet(
     *,
     cameras: int,
     fps: float,
-    catalogue_path: Path = DEFAULT_CATALOGUE_PATH,
-    simulator_config_path: Path = DEFAULT_SIMULATOR_CONFIG_PATH,
+    catalogue_file: Path | None = None,
+    simulator_config_path: Path | None = None,
 ) -> FleetPaths:
     """Write a fleet of ``cameras`` cameras at ``fps`` under ``root``; returns its paths."""
-    catalogue = load_catalogue(catalogue_path)
+    catalogue = load_catalogue(catalogue_file)
     traffic = load_simulator_config(simulator_config_path)
     base_ids = catalogue.camera_ids()
     paths = FleetPaths(root)
@@ -95,7 +95,7 @@ def write_fleet(
     for index, camera_id in enumerate(ids):
         base_id = base_ids[index % len(base_ids)]
         city_key, camera = _find(catalogue, base_id)
-        scene = load_model(SceneConfig, scene_path(catalogue_path, camera))
+        scene = load_model(SceneConfig, scene_path(catalogue_path(catalogue_file), camera))
         scene_data = scene.model_dump(mode="json", exclude_none=True)
         scene_data.update(camera_id=camera_id, fps=fps)
         SceneConfig.model_validate(scene_data)
