@@ -8,9 +8,7 @@ import time
 from prometheus_client import CollectorRegistry
 
 from services.common.bus.memory import InMemoryBus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH
 from services.common.frames import FRAMES_TOPIC, frame_from_message
-from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH
 from simulators.live import LiveFeedMetrics, LiveFeedSettings, run_live_feed
 
 CAMERAS = ("wuzhen-cam-01", "wuzhen-cam-02", "hangzhou-cam-03")
@@ -19,8 +17,8 @@ CAMERAS = ("wuzhen-cam-01", "wuzhen-cam-02", "hangzhou-cam-03")
 def settings(**overrides: object) -> LiveFeedSettings:
     base: dict[str, object] = {
         "camera_ids": CAMERAS,
-        "catalogue_path": DEFAULT_CATALOGUE_PATH,
-        "simulator_config_path": DEFAULT_SIMULATOR_CONFIG_PATH,
+        "catalogue_path": None,
+        "simulator_config_path": None,
         "resolution_wh": (160, 90),
         "fps": 10.0,
         "start_ts_ms": int(time.time() * 1000),

@@ -91,25 +91,11 @@ def test_fleet_copies_keep_scene_and_district_at_the_fleet_rate(tmp_path: Path) 
     assert traffic["wuzhen-cam-01-r001"] == traffic["wuzhen-cam-01"]
 
 
-def test_prometheus_keeps_compose_job_settings_with_local_targets(tmp_path: Path) -> None:
-    template = tmp_path / "prometheus.yml"
-    template.write_text(
-        yaml.safe_dump(
-            {
-                "rule_files": ["alerts.yml"],
-                "scrape_configs": [
-                    {"job_name": "detector", "metrics_path": "/metrics",
-                     "static_configs": [{"targets": ["detector:9102"]}]},
-                    {"job_name": "grafana", "static_configs": [{"targets": ["grafana:3000"]}]},
-                ],
-            }
-        )
-    )  # fmt: skip
+def test_local_prometheus_scrapes_local_targets_with_the_alert_rules() -> None:
     rendered = yaml.safe_load(
-        render_local_config({"detector": ["127.0.0.1:58102"]}, template=template)
+        render_local_config({"detector": ["127.0.0.1:58102"], "simulator": []})
     )
-    assert rendered["scrape_configs"] == [
-        {"job_name": "detector", "metrics_path": "/metrics",
-         "static_configs": [{"targets": ["127.0.0.1:58102"]}]}
-    ]  # fmt: skip
-    assert rendered["rule_files"] == [str(tmp_path / "alerts.yml")]
+    jobs = {job["job_name"]: job for job in rendered["scrape_configs"]}
+    assert "simulator" not in jobs
+    assert jobs["detector"]["static_configs"] == [{"targets": ["127.0.0.1:58102"]}]
+    assert all(Path(rule).is_absolute() and Path(rule).is_file() for rule in rendered["rule_files"])
