@@ -120,6 +120,7 @@ def _kill(run: LoadRun) -> dict[str, Any] | None:
         "cameras_resumed": len(resumed),
         "failover_s": max(resumed) if resumed else None,
         "first_resumed_s": min(resumed) if resumed else None,
+        "caught_up_s": kill.caught_up_s,
         "session_timeout_s": run.session_timeout_s,
     }
 
