@@ -120,6 +120,7 @@ def _kill(run: LoadRun) -> dict[str, Any] | None:
         "cameras_resumed": len(resumed),
         "failover_s": max(resumed) if resumed else None,
         "first_resumed_s": min(resumed) if resumed else None,
+        "caught_up_s": kill.caught_up_s,
         "session_timeout_s": run.session_timeout_s,
     }
 
@@ -169,7 +170,11 @@ def plot(run: LoadRun, report: dict[str, Any], path: Path) -> None:
     ax2.set_ylabel("consumer lag (messages)")
     ax2.legend(loc="upper left", fontsize=8)
     start_s = run.start_ms / 1000
-    entries = sorted(run.entries, key=lambda e: e.dispatched_ts_ms)
+    # Entries of frames sent before this run (a backlog) would only stretch the axes.
+    entries = sorted(
+        (e for e in run.entries if run.start_ms <= e.ts_ms <= run.end_ms),
+        key=lambda e: e.dispatched_ts_ms,
+    )
     ax3.scatter(
         [e.dispatched_ts_ms / 1000 - start_s for e in entries],
         [e.e2e_ms for e in entries],

@@ -91,6 +91,8 @@ class KillRecord:
     at_ms: int
     cameras: list[str] = field(default_factory=list)
     resumed_s: dict[str, float] = field(default_factory=dict)  # camera -> after the kill
+    # When the detectors' lag was back under a second of frames, every camera resumed.
+    caught_up_s: float | None = None
 
 
 @dataclass
@@ -180,6 +182,7 @@ def run_load(config: StackConfig, spec: LoadSpec, *, run_dir: Path, progress: Pr
             _stop(process)
     if kill is not None:
         _resumed(kill, samples)
+        _caught_up(kill, samples, group=detector_group(config), lag=spec.cameras * spec.fps)
     truths, drops = _read_truths(run_dir)
     return LoadRun(
         spec=spec,
@@ -285,20 +288,29 @@ def _resumed(kill: KillRecord, samples: list[Sample]) -> None:
                     kill.resumed_s[camera] = sample.t_s - kill.at_s
 
 
+def _caught_up(kill: KillRecord, samples: list[Sample], *, group: str, lag: float) -> None:
+    """The first time after every camera resumed that the group's lag was under ``lag``."""
+    if len(kill.resumed_s) < len(kill.cameras):
+        return
+    resumed_at = kill.at_s + max(kill.resumed_s.values(), default=0.0)
+    kill.caught_up_s = next(
+        (s.t_s - kill.at_s for s in samples
+         if s.t_s >= resumed_at and s.lag_by_group.get(group, 0.0) <= lag),
+        None,
+    )  # fmt: skip
+
+
 def handover_windows(run: LoadRun, *, margin_ms: int = 2_000) -> list[HandoverWindow]:
-    """Each moved camera is in transit from just before the kill to just after it resumed."""
+    """Each moved camera is in transit from just before the kill until the new owner has
+    caught up with the live stream (it resumes with a backlog, processed at full speed)."""
     if run.kill is None:
         return []
-    windows = []
-    for camera in run.kill.cameras:
-        resumed_s = run.kill.resumed_s.get(camera)
-        end_ms = (
-            run.kill.at_ms + int(resumed_s * 1000) + margin_ms
-            if resumed_s is not None
-            else run.end_ms
-        )
-        windows.append(HandoverWindow(camera, run.kill.at_ms - margin_ms, end_ms))
-    return windows
+    end_ms = (
+        run.kill.at_ms + int(run.kill.caught_up_s * 1000) + margin_ms
+        if run.kill.caught_up_s is not None
+        else run.end_ms
+    )
+    return [HandoverWindow(c, run.kill.at_ms - margin_ms, end_ms) for c in run.kill.cameras]
 
 
 def _drain(

@@ -177,8 +177,9 @@ class HandoverReplay(ConsumerRebalanceListener):  # type: ignore[misc]
     history earlier: the messages before the committed offset come back marked
     ``replayed``, to rebuild state from, not to act on (the previous owner did), and the
     consumer is warm by the time it reaches the first message nobody has handled. A
-    partition with no committed offset starts ``replay_ms`` back with nothing marked, so a
-    group never replays a whole topic of stale frames. Partitions kept across a rebalance
+    partition with no committed offset starts ``replay_ms`` back with nothing marked (or at
+    its end, if nothing is that recent), so a new group never works through a whole topic
+    of stale frames. Partitions kept across a rebalance
     (kafka-python's eager protocol revokes and reassigns them all) are not replayed.
 
     kafka-python runs this listener on its network thread, where no blocking call is
@@ -223,6 +224,8 @@ class HandoverReplay(ConsumerRebalanceListener):  # type: ignore[misc]
                     start = min(start, committed) if start is not None else committed
                 if start is not None:
                     self._consumer.seek(tp, start)
+                else:  # never committed and nothing recent: only what comes next is live
+                    self._consumer.seek_to_end(tp)
         except KafkaError as exc:
             # Not fatal: the partition then starts cold at the committed offset.
             log.warning("handover replay skipped for %s: %s", sorted(taken), exc)
