@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from services.cli import app
 from services.common.config.loader import MAX_CONFIG_BYTES
 from tests.unit.detector.synth import scene
-from tests.unit.detector.test_replay import write_video
+from tests.unit.detector.videos import write_mjpg
 
 runner = CliRunner()
 # Nothing listens here: a Kafka that does not answer.
@@ -33,7 +33,7 @@ class Case:
 def video_and_scene(tmp: Path) -> tuple[str, str]:
     video, scene_path = tmp / "clip.avi", tmp / "scene.yaml"
     if not video.exists():
-        write_video(video)
+        write_mjpg(video)
         scene_path.write_text(json.dumps(scene().model_dump(mode="json")))
     return str(video), str(scene_path)
 

@@ -13,7 +13,7 @@ from services.common.events import ViolationType
 from services.detector.geometry import BoxXYWH
 from services.detector.rules import ParkingRule, RedLightRule, Zone
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import Track
+from services.detector.tracker import Stay, TrackView
 from tests.unit.detector.test_rules import crossing_track
 
 ZONE = Zone(
@@ -31,20 +31,22 @@ def parked(
     anchor: PointXY | None = (150.0, 150.0),
     track_id: int = 3,
     still_since_frame: int = 40,
-    moved: bool = True,
-    hits: int = 30,
-) -> Track:
-    return Track(
+    established: bool = True,
+) -> TrackView:
+    stay = (
+        None
+        if anchor is None
+        else Stay(anchor_xy=anchor, since_frame=still_since_frame, since_ts_ms=STILL_SINCE_MS)
+    )
+    return TrackView(
         track_id=track_id,
-        box=(140.0, 137.0, 20.0, 26.0),
-        origin=(0.0, 0.0),
-        last_frame=200,
+        box_xywh=(140.0, 137.0, 20.0, 26.0),
         size_wh=(20.0, 26.0),
-        hits=hits,
-        moved=moved,
-        anchor=anchor,
-        still_since_frame=still_since_frame,
-        still_since_ts_ms=STILL_SINCE_MS,
+        hits=30,
+        established=established,
+        coasting=False,
+        last_move=None,
+        stay=stay,
     )
 
 
@@ -55,13 +57,14 @@ def parked(
         (parked(), 9.9, False),
         (parked(anchor=(250.0, 150.0)), 60.0, False),  # standing outside the zone
         (parked(anchor=None), 60.0, False),  # moving, not standing
-        (parked(moved=False), 60.0, False),  # never seen travelling: no vehicle
-        (parked(hits=1), 60.0, False),  # seen once: not established
+        (parked(established=False), 60.0, False),  # not yet a vehicle
         (parked(anchor=(100.0, 150.0)), 60.0, True),  # on the zone's edge
     ],
-    ids=["at-max-dwell", "before", "outside", "moving", "never-moved", "one-hit", "edge"],
+    ids=["at-max-dwell", "before", "outside", "moving", "not-established", "edge"],
 )
-def test_parking_is_a_stay_in_a_zone_of_max_dwell(track: Track, dwell_s: float, hit: bool) -> None:
+def test_parking_is_a_stay_in_a_zone_of_max_dwell(
+    track: TrackView, dwell_s: float, hit: bool
+) -> None:
     rule = ParkingRule([ZONE])
     ts_ms = STILL_SINCE_MS + round(dwell_s * 1000)
     found = rule.observe(track, frame=140, ts_ms=ts_ms)
@@ -75,7 +78,7 @@ def test_parking_is_a_stay_in_a_zone_of_max_dwell(track: Track, dwell_s: float, 
         140,
         ts_ms,
     )
-    assert found.box_xywh == track.box
+    assert found.box_xywh == track.box_xywh
     assert found.confidence == 0.99
 
 
