@@ -247,18 +247,20 @@ class DetectorPipeline:
         events: tuple[ViolationEvent, ...] = (),
         dropped: str | None = None,
     ) -> FrameResult:
-        scale = self._feed.geometry.scale if self._feed else None
+        feed = self._feed
+        # Numbered as the events number them (see _track_base_for), so a trace, an annotated
+        # video and the evidence name a vehicle by the id its event carries.
         seen = (
             tuple(
                 SeenTrack(
-                    track_id=t.track_id,
-                    bbox_xywh=scale.box_to_scene(t.box_xywh),
+                    track_id=feed.track_base + t.track_id,
+                    bbox_xywh=feed.geometry.scale.box_to_scene(t.box_xywh),
                     stationary=t.stationary,
                     established=t.established,
                 )
                 for t in tracks
             )
-            if scale is not None
+            if feed is not None
             else ()
         )
         return FrameResult(
