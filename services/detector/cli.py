@@ -213,7 +213,10 @@ def detect_command(
             except VideoOpenError as exc:
                 raise fail(str(exc)) from None
         elif spec.startswith("kafka://"):
-            feeds.append(KafkaFrameSource(open_bus(spec), group_id=group_id, stop=stop))
+            try:
+                feeds.append(KafkaFrameSource(open_bus(spec), group_id=group_id, stop=stop))
+            except (ValueError, BusError) as exc:
+                raise fail(f"--source {spec}: {exc}") from None
         else:
             raise fail(f"--source {spec!r}: expected sim:CAMERA, video:PATH or kafka://HOST:PORT")
 

@@ -121,6 +121,10 @@ CASES = {
         lambda t: ["run", "--bus", DEAD_KAFKA, "--evidence-dir", str(t)],
         lambda t: "cannot reach Kafka at 127.0.0.1:9",
     ),
+    "detect-source-that-does-not-answer": Case(
+        lambda t: ["detect", "--source", DEAD_KAFKA, "--bus", "memory://", "--metrics-port", "0"],
+        lambda t: f"--source {DEAD_KAFKA}: cannot reach Kafka at 127.0.0.1:9",
+    ),
     "dispatch-bus-that-does-not-answer": Case(
         lambda t: ["dispatch", "--bus", DEAD_KAFKA, "--queue", "redis://127.0.0.1:9"],
         lambda t: "cannot reach Kafka at 127.0.0.1:9",
