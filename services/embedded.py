@@ -54,6 +54,9 @@ from simulators.options import simulation_options
 
 log = logging.getLogger(__name__)
 
+# How long a stop waits for the camera threads to finish their frame.
+CAMERA_STOP_S = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
@@ -236,8 +239,11 @@ async def serve(
         )
     finally:
         camera_stop.set()
+        # One deadline for all: a camera blocked on a bus that is away must not hold the stop
+        # up once per camera (the threads are daemons, and go with the process).
+        deadline_s = time.monotonic() + CAMERA_STOP_S
         for thread in threads:
-            await asyncio.to_thread(thread.join, 10)
+            await asyncio.to_thread(thread.join, max(0.0, deadline_s - time.monotonic()))
         await server.stop()
         await queue.close()
         if api_queue is not queue:

@@ -301,18 +301,21 @@ def detect_command(
             feeds.append(video)
             videos.append((Path(spec[6:]), video))
         elif spec.startswith("kafka://"):
-            frames_bus = open_bus(spec)
-            assert isinstance(frames_bus, KafkaBus)  # a kafka:// URL opens one
-            feeds.append(
-                KafkaFrameSource(
-                    frames_bus,
-                    group_id=group_id,
-                    stop=stop,
-                    handover_replay_s=handover_warmup_s,
-                    session_timeout_s=session_timeout_s,
-                    on_lag=lag.update,
+            try:
+                frames_bus = open_bus(spec)
+                assert isinstance(frames_bus, KafkaBus)  # a kafka:// URL opens one
+                feeds.append(
+                    KafkaFrameSource(
+                        frames_bus,
+                        group_id=group_id,
+                        stop=stop,
+                        handover_replay_s=handover_warmup_s,
+                        session_timeout_s=session_timeout_s,
+                        on_lag=lag.update,
+                    )
                 )
-            )
+            except (ValueError, BusError) as exc:
+                raise fail(f"--source {spec}: {exc}") from None
         else:
             raise fail(f"--source {spec!r}: expected sim:CAMERA, video:PATH or kafka://HOST:PORT")
 

@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import kafka
+import pytest
 from kafka.structs import TopicPartition
 
 from services.common.bus.kafka import KafkaBus
@@ -69,6 +70,8 @@ def test_run_stops_on_sigterm_with_redis_down(
         producer.close()
     redis_ctl.stop()
     port = _free_port()
+    log_path = tmp_path / "run.log"
+    log = log_path.open("w")
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -82,22 +85,28 @@ def test_run_stops_on_sigterm_with_redis_down(
             "--resolution=640x360",
             f"--evidence-dir={tmp_path / 'evidence'}",
         ],
-        stdout=subprocess.PIPE,
+        # A file, not a pipe: a pipe nobody reads fills up with kafka-python's logs, and the
+        # process blocks on it.
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
     )
     try:
         deadline = time.monotonic() + START_S
         while _retries(port) < 1:
-            assert proc.poll() is None, proc.communicate()[0]
+            assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "no write to the stopped Redis was retried"
             time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=STOP_S)[0]
+        try:
+            proc.wait(timeout=STOP_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {STOP_S} s after SIGTERM with Redis down")
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+        log.close()
+    output = log_path.read_text()
     assert proc.returncode == 0, output
     assert "Traceback" not in output, output
     assert re.search(r"^citybrain run: .*entries dispatched: 0;", output, re.MULTILINE), output

@@ -30,16 +30,20 @@ class Case:
     expect: Callable[[Path], str]
 
 
-def video_and_scene(tmp: Path) -> tuple[str, str]:
-    video, scene_path = tmp / "clip.avi", tmp / "scene.yaml"
-    if not video.exists():
-        write_mjpg(video)
-        scene_path.write_text(json.dumps(scene().model_dump(mode="json")))
-    return str(video), str(scene_path)
+# One clip and scene for every replay case (written by the ``clip`` fixture).
+CLIP: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def clip(tmp_path_factory: pytest.TempPathFactory) -> None:
+    folder = tmp_path_factory.mktemp("clip")
+    CLIP["video"], CLIP["scene"] = str(folder / "clip.avi"), str(folder / "scene.yaml")
+    write_mjpg(Path(CLIP["video"]))
+    Path(CLIP["scene"]).write_text(json.dumps(scene().model_dump(mode="json")))
 
 
 def replay(tmp: Path, *extra: str, events: str | None = None) -> list[str]:
-    video, scene_path = video_and_scene(tmp)
+    video, scene_path = CLIP["video"], CLIP["scene"]
     return [
         "replay",
         video,
@@ -120,6 +124,10 @@ CASES = {
     "run-bus-that-does-not-answer": Case(
         lambda t: ["run", "--bus", DEAD_KAFKA, "--evidence-dir", str(t)],
         lambda t: "cannot reach Kafka at 127.0.0.1:9",
+    ),
+    "detect-source-that-does-not-answer": Case(
+        lambda t: ["detect", "--source", DEAD_KAFKA, "--bus", "memory://", "--metrics-port", "0"],
+        lambda t: f"--source {DEAD_KAFKA}: cannot reach Kafka at 127.0.0.1:9",
     ),
     "dispatch-bus-that-does-not-answer": Case(
         lambda t: ["dispatch", "--bus", DEAD_KAFKA, "--queue", "redis://127.0.0.1:9"],

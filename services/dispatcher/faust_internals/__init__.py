@@ -10,6 +10,9 @@ has one package to read. The versions these were tested against are pinned in
 resume and an inline hand-off.
 
 - ``faust.App._new_transport`` (override): installs the transport whose consumer is ours.
+  (``App.on_stop``, public, is extended too: it first calls the callbacks given to
+  ``App.on_stopping``, since faust's own stop then waits for every handed-out message to be
+  acked, and a writer waiting for Redis must give up first.)
 - ``aiokafka.Consumer._new_consumer_thread`` (faust, override): installs our consumer thread.
 - ``AIOKafkaConsumerThread._create_worker_consumer`` (faust, override) and
   ``AIOKafkaConsumer._fetch_max_wait_ms`` (aiokafka, written): faust fixes the fetch wait at

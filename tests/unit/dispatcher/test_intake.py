@@ -301,3 +301,23 @@ def test_the_monitor_stops_counting_messages_of_an_older_generation() -> None:
             assert registry.get_sample_value("citybrain_faust_active_messages") == 1
 
     asyncio.run(scenario())
+
+
+def test_abandoning_untracks_what_was_taken_and_what_waits_but_not_what_was_acked() -> None:
+    async def scenario() -> None:
+        async with intake_on(max_events=2, max_wait_s=0.01) as (intake, consumer, _):
+            delivered = messages(consumer, TP0, range(2 * PAUSE_AT_BATCHES))
+            intake.deliver(TP0, delivered)
+            acked = await taken(intake)
+            intake.done(acked)
+            in_flight = await taken(intake)  # being written when the writer stopped
+            intake.abandon()
+            assert len(intake) == 0
+            # faust's stop waits for nothing, and commits only up to the acked ones: the
+            # rest is read again after the restart.
+            assert set(consumer.unacked) == set()
+            assert all(m.acked for m in acked)
+            assert not any(m.acked for m in in_flight)
+            assert consumer._buffered_partitions == set()
+
+    asyncio.run(scenario())
