@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from services.common.config.paths import CONFIG_DIR_ENV
 
 app = typer.Typer(
     name="citybrain",
@@ -36,7 +40,20 @@ _COMMAND_MODULES = (
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
+    config_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--config-dir",
+            envvar=CONFIG_DIR_ENV,
+            help="Read every config (cities.yaml, scenes/, dispatch.yaml, simulator.yaml) from "
+            "this directory instead of the packaged defaults; `citybrain config defaults DIR` "
+            "writes a copy to edit.",
+        ),
+    ] = None,
 ) -> None:
+    if config_dir is not None:
+        # The loaders read the variable when a config loads; child processes inherit it.
+        os.environ[CONFIG_DIR_ENV] = str(config_dir.resolve())
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

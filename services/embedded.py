@@ -22,7 +22,7 @@ import typer
 from prometheus_client import CollectorRegistry
 
 from services.common.bus import Bus, BusMessage, open_bus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, Catalogue, load_catalogue
+from services.common.config.catalogue import Catalogue, catalogue_path, load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, fail, out, parse_resolution
 from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC
@@ -40,7 +40,6 @@ from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
 from services.detector.worker import DetectorWorker, bus_sink
 from services.dispatcher.config import (
-    DEFAULT_DISPATCH_PATH,
     DispatchConfig,
     load_dispatch_config,
 )
@@ -272,10 +271,14 @@ def run_command(
     evidence_dir: Annotated[
         Path, typer.Option(help="Where evidence snapshots are written.")
     ] = Path("evidence"),
-    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = None,
     dispatch_config: Annotated[
-        Path, typer.Option(help="Dispatch rules (priorities, grouping, routing).")
-    ] = DEFAULT_DISPATCH_PATH,
+        Path | None,
+        typer.Option(
+            help="Dispatch rules (priorities, grouping, routing); default: dispatch.yaml in the "
+            "config directory."
+        ),
+    ] = None,
     operators: Annotated[
         Path, typer.Option(help="The operators file (YAML) the dashboard signs in against.")
     ] = DEFAULT_OPERATORS_PATH,
@@ -296,7 +299,7 @@ def run_command(
         cameras = camera or cat.camera_ids()
         unknown = sorted(set(cameras) - set(cat.camera_ids()))
         if unknown:
-            raise ConfigError(str(catalogue), [f"unknown camera ids {unknown}"])
+            raise ConfigError(str(catalogue_path(catalogue)), [f"unknown camera ids {unknown}"])
         if variant not in VARIANTS:
             raise typer.BadParameter(f"variant must be one of {', '.join(VARIANTS)}")
         settings = RunSettings(

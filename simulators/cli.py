@@ -17,10 +17,9 @@ from rich.progress import (
 
 from services.common import console
 from services.common.bus import BusError, open_bus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
+from services.common.config.catalogue import load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, err, fail, parse_resolution
-from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH
 from simulators.feed import (
     SimulatedCamera,
     UnknownCameraError,
@@ -34,7 +33,7 @@ from simulators.render import VARIANTS
 # Typer maps each parameter to an option, so a command's signature is its whole interface.
 def simulate(  # noqa: PLR0917
     camera: Annotated[
-        str | None, typer.Option("--camera", "-c", help="Camera id from configs/cities.yaml.")
+        str | None, typer.Option("--camera", "-c", help="Camera id from cities.yaml.")
     ] = None,
     all_cameras: Annotated[
         bool, typer.Option("--all", help="Every catalogued camera (OUT/<camera_id>/...).")
@@ -61,10 +60,13 @@ def simulate(  # noqa: PLR0917
     faults: Annotated[
         bool, typer.Option(help="Drop or corrupt about 2% of frames (marked in the truth).")
     ] = False,
-    catalogue: CatalogueOption = DEFAULT_CATALOGUE_PATH,
+    catalogue: CatalogueOption = None,
     config: Annotated[
-        Path, typer.Option(help="Simulator traffic settings.")
-    ] = DEFAULT_SIMULATOR_CONFIG_PATH,
+        Path | None,
+        typer.Option(
+            help="Simulator traffic settings; default: simulator.yaml in the config directory."
+        ),
+    ] = None,
 ) -> None:
     if (camera is None) == (not all_cameras):
         raise fail("give exactly one of --camera ID or --all")

@@ -1,4 +1,4 @@
-"""``configs/simulator.yaml``: the traffic each simulated camera shows.
+"""``simulator.yaml``: the traffic each simulated camera shows.
 
 A camera's geometry lives in its scene file; this file says what the scene cannot: signal
 timings, lane counts, legal bays and how often each case (red-light runner, lawful amber
@@ -13,8 +13,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config.loader import load_model
-
-DEFAULT_SIMULATOR_CONFIG_PATH = Path(__file__).resolve().parents[1] / "configs" / "simulator.yaml"
+from services.common.config.paths import SIMULATOR_FILE, config_path
 
 
 class _Strict(BaseModel):
@@ -66,6 +65,7 @@ class SimulatorConfig(_Strict):
         return self.cameras.get(camera_id, CameraTraffic())
 
 
-def load_simulator_config(path: Path | str = DEFAULT_SIMULATOR_CONFIG_PATH) -> SimulatorConfig:
-    """Load and validate ``configs/simulator.yaml``, raising ``ConfigError`` with key paths."""
-    return load_model(SimulatorConfig, path)
+def load_simulator_config(path: Path | str | None = None) -> SimulatorConfig:
+    """Load and validate the simulator settings (the default ``simulator.yaml`` when ``path`` is
+    None), raising ``ConfigError`` with key paths."""
+    return load_model(SimulatorConfig, path if path is not None else config_path(SIMULATOR_FILE))

@@ -24,15 +24,12 @@ import numpy as np
 import yaml
 
 from services.common.bus import Bus
-from services.common.config.catalogue import (
-    DEFAULT_CATALOGUE_PATH,
-    load_catalogue,
-    scene_path,
-)
+from services.common.config.catalogue import catalogue_path as resolve_catalogue_path
+from services.common.config.catalogue import load_catalogue, scene_path
 from services.common.config.loader import load_model
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, BGRImage, Frame
-from simulators.config import DEFAULT_SIMULATOR_CONFIG_PATH, CameraTraffic, load_simulator_config
+from simulators.config import CameraTraffic, load_simulator_config
 from simulators.layout import NATIVE_WH, Layout, build_layout
 from simulators.render import HEAVY_JPEG_QUALITY, VARIANTS, Renderer
 from simulators.traffic import Role, Trajectory, simulate_traffic
@@ -75,8 +72,8 @@ class CameraSetup:
 def load_camera_setup(
     camera_id: str,
     *,
-    catalogue_path: Path | str = DEFAULT_CATALOGUE_PATH,
-    simulator_config_path: Path | str = DEFAULT_SIMULATOR_CONFIG_PATH,
+    catalogue_path: Path | str | None = None,
+    simulator_config_path: Path | str | None = None,
 ) -> CameraSetup:
     """Load and check everything a camera needs; raises ``UnknownCameraError``/``ConfigError``."""
     catalogue = load_catalogue(catalogue_path)
@@ -86,7 +83,7 @@ def load_camera_setup(
             f"unknown camera {camera_id!r}; known: {', '.join(catalogue.camera_ids())}"
         )
     _, camera = found
-    scene = load_model(SceneConfig, scene_path(catalogue_path, camera))
+    scene = load_model(SceneConfig, scene_path(resolve_catalogue_path(catalogue_path), camera))
     traffic = load_simulator_config(simulator_config_path).traffic(camera_id)
     return CameraSetup(
         scene=scene, layout=build_layout(scene, camera.kind, traffic), traffic=traffic
@@ -103,8 +100,8 @@ def simulate_camera(
     start_ts_ms: int = DEFAULT_START_TS_MS,
     faults: bool = False,
     fault_rate: float = DEFAULT_FAULT_RATE,
-    catalogue_path: Path | str = DEFAULT_CATALOGUE_PATH,
-    simulator_config_path: Path | str = DEFAULT_SIMULATOR_CONFIG_PATH,
+    catalogue_path: Path | str | None = None,
+    simulator_config_path: Path | str | None = None,
 ) -> SimulatedCamera:
     """Simulate ``seconds`` of a catalogued camera; the same arguments give the same frames.
 

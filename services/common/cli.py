@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from services.common.config.check import check_file
 from services.common.config.loader import ConfigError
-from services.common.console import err, out
+from services.common.config.paths import config_dir, copy_defaults
+from services.common.console import err, fail, out
 
 config_app = typer.Typer(help="Validate citybrain config files.", no_args_is_help=True)
 
@@ -34,6 +36,25 @@ def check(
         out.print(f"[green]ok[/green] {path} ({type(model).__name__})")
     if failed:
         raise typer.Exit(code=2)
+
+
+@config_app.command("defaults")
+def defaults(
+    target: Annotated[Path, typer.Argument(help="Directory to write the defaults into.")],
+) -> None:
+    """Copy the packaged default configs into TARGET to edit them; files already there are kept.
+
+    Then run any command with `--config-dir TARGET` (or CITYBRAIN_CONFIG_DIR=TARGET).
+    """
+    try:
+        written = copy_defaults(target)
+    except OSError as exc:
+        raise fail(f"{target}: {exc.strerror or exc}") from None
+    for path in written:
+        out.print(f"wrote {escape(str(path))}")
+    out.print(
+        f"{len(written)} files written to {escape(str(target))} (defaults from {config_dir()})"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -14,15 +14,17 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH
-
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _RESOLUTION_RE = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 
-CatalogueOption = Annotated[Path, typer.Option(help="City/camera catalogue (YAML).")]
-DEFAULT_CATALOGUE = DEFAULT_CATALOGUE_PATH
+CatalogueOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="City/camera catalogue (YAML); default: cities.yaml in the config directory."
+    ),
+]
 
 
 def fail(message: str) -> typer.Exit:

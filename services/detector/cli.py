@@ -17,6 +17,7 @@ from rich.table import Table
 
 from services.common.bus import open_bus
 from services.common.config.loader import ConfigError, load_model
+from services.common.config.paths import SCENES_DIR, config_path
 from services.common.config.scene import SceneConfig
 from services.common.console import err, fail, out
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
@@ -130,8 +131,12 @@ def detect_command(
         Path | None, typer.Option("--scene", help="Scene YAML for a video: source.")
     ] = None,
     scenes_dir: Annotated[
-        Path, typer.Option(help="Scenes of Kafka-fed cameras: DIR/<camera_id>.yaml.")
-    ] = Path("configs/scenes"),
+        Path | None,
+        typer.Option(
+            help="Scenes of Kafka-fed cameras: DIR/<camera_id>.yaml; default: scenes/ in the "
+            "config directory."
+        ),
+    ] = None,
     snapshots: Annotated[Path, typer.Option(help="Evidence snapshot directory.")] = Path(
         "evidence"
     ),
@@ -172,7 +177,7 @@ def detect_command(
     registry = CollectorRegistry()
     if metrics_port:
         start_http_server(metrics_port, registry=registry)
-    directory = SceneDirectory(scenes_dir)
+    directory = SceneDirectory(scenes_dir or config_path(SCENES_DIR))
     worker = DetectorWorker(
         scenes=lambda camera_id: scenes.get(camera_id) or directory(camera_id),
         sinks=[bus_sink(bus)],

@@ -14,12 +14,12 @@ from prometheus_client import CollectorRegistry
 
 from services.common.bus import BusError
 from services.common.bus.kafka import MAX_MESSAGE_BYTES, KafkaBus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH, load_catalogue
+from services.common.config.catalogue import load_catalogue
 from services.common.config.loader import ConfigError
 from services.common.console import fail
 from services.common.events import VIOLATIONS_TOPIC
 from services.common.queue import open_queue
-from services.dispatcher.config import DEFAULT_DISPATCH_PATH, DispatchConfig, load_dispatch_config
+from services.dispatcher.config import DispatchConfig, load_dispatch_config
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,18 @@ def dispatch(
         int, typer.Option("--metrics-port", help="HTTP port for /metrics")
     ] = 6066,
     config_path: Annotated[
-        Path, typer.Option("--config", help="dispatch settings")
-    ] = DEFAULT_DISPATCH_PATH,
+        Path | None,
+        typer.Option(
+            "--config", help="dispatch settings; default: dispatch.yaml in the config directory"
+        ),
+    ] = None,
     catalogue_path: Annotated[
-        Path, typer.Option("--catalogue", help="city/camera catalogue")
-    ] = DEFAULT_CATALOGUE_PATH,
+        Path | None,
+        typer.Option(
+            "--catalogue",
+            help="city/camera catalogue; default: cities.yaml in the config directory",
+        ),
+    ] = None,
     topic: Annotated[
         str, typer.Option("--topic", help="source topic; dead letters go to TOPIC.dlq")
     ] = VIOLATIONS_TOPIC.name,

@@ -1,4 +1,4 @@
-"""Dispatch settings: ``configs/dispatch.yaml``, validated once at start-up.
+"""Dispatch settings: ``dispatch.yaml``, validated once at start-up.
 
 The file has one top-level key, ``dispatch``, so ``citybrain config check`` recognises it.
 """
@@ -14,9 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.bus import TopicSpec
 from services.common.config.loader import load_model
+from services.common.config.paths import DISPATCH_FILE, config_path
 from services.common.events import VIOLATIONS_DLQ_TOPIC, VIOLATIONS_TOPIC, ViolationType
-
-DEFAULT_DISPATCH_PATH = Path(__file__).resolve().parents[2] / "configs" / "dispatch.yaml"
 
 
 class _Strict(BaseModel):
@@ -195,11 +194,14 @@ class DispatchConfig(_Strict):
 
 
 class DispatchFile(_Strict):
-    """The whole of ``configs/dispatch.yaml``."""
+    """The whole of ``dispatch.yaml``."""
 
     dispatch: DispatchConfig
 
 
-def load_dispatch_config(path: Path | str = DEFAULT_DISPATCH_PATH) -> DispatchConfig:
-    """Load and validate the dispatch settings, raising ``ConfigError`` with key paths."""
-    return load_model(DispatchFile, path).dispatch
+def load_dispatch_config(path: Path | str | None = None) -> DispatchConfig:
+    """Load and validate the dispatch settings (the default ``dispatch.yaml`` when ``path`` is
+    None), raising ``ConfigError`` with key paths."""
+    return load_model(
+        DispatchFile, path if path is not None else config_path(DISPATCH_FILE)
+    ).dispatch

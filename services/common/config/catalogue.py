@@ -9,9 +9,8 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config.loader import load_model
+from services.common.config.paths import CATALOGUE_FILE, config_path
 from services.common.events import CAMERA_ID_PATTERN
-
-DEFAULT_CATALOGUE_PATH = Path(__file__).resolve().parents[3] / "configs" / "cities.yaml"
 
 
 class _Strict(BaseModel):
@@ -79,9 +78,14 @@ class Catalogue(_Strict):
         return [cam.camera_id for city in self.cities.values() for cam in city.cameras]
 
 
-def load_catalogue(path: Path | str = DEFAULT_CATALOGUE_PATH) -> Catalogue:
-    """Load ``configs/cities.yaml`` (or another catalogue) and validate it."""
-    return load_model(Catalogue, path)
+def catalogue_path(path: Path | str | None = None) -> Path:
+    """``path``, or ``cities.yaml`` in the config directory in force."""
+    return Path(path) if path is not None else config_path(CATALOGUE_FILE)
+
+
+def load_catalogue(path: Path | str | None = None) -> Catalogue:
+    """Load the catalogue (the default ``cities.yaml`` when ``path`` is None) and validate it."""
+    return load_model(Catalogue, catalogue_path(path))
 
 
 def scene_path(catalogue_path: Path | str, camera: Camera) -> Path:

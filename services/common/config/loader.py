@@ -2,7 +2,7 @@
 
 Every config file goes through :func:`load_model`, so a bad file always reads the same way::
 
-    configs/scenes/wuzhen-cam-01.yaml: stop_line.points: must be 2 distinct points
+    scenes/wuzhen-cam-01.yaml: stop_line.points: must be 2 distinct points
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ import yaml
 from typer.testing import CliRunner
 
 from services.cli import app
-from services.common.config.catalogue import load_catalogue
+from services.common.config.catalogue import catalogue_path, load_catalogue
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.scene import SceneConfig
 
@@ -97,7 +97,7 @@ def test_shipped_catalogue_is_valid() -> None:
 
 
 def test_catalogue_rejects_unknown_district(tmp_path: Path) -> None:
-    data = yaml.safe_load(Path("configs/cities.yaml").read_text(encoding="utf-8"))
+    data = yaml.safe_load(catalogue_path().read_text(encoding="utf-8"))
     data["cities"]["wuzhen"]["cameras"][0]["district"] = "atlantis"
     with pytest.raises(ConfigError, match=r"cities\.wuzhen: .*district 'atlantis'"):
         load_catalogue(write(tmp_path, data, "cities.yaml"))

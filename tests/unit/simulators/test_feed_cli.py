@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from services.cli import app
 from services.common.bus.memory import InMemoryBus
-from services.common.config.catalogue import DEFAULT_CATALOGUE_PATH
+from services.common.config.catalogue import catalogue_path
 from services.common.config.loader import ConfigError, load_model
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, frame_from_message
@@ -148,7 +148,7 @@ def test_cli_bad_simulator_config_names_the_key(tmp_path: Path) -> None:
 
 
 def _catalogue_with_scene(tmp_path: Path, scene: dict[str, object]) -> Path:
-    catalogue = yaml.safe_load(DEFAULT_CATALOGUE_PATH.read_text())
+    catalogue = yaml.safe_load(catalogue_path().read_text())
     camera = catalogue["cities"]["wuzhen"]["cameras"][0]
     camera["scene"] = "scene.yaml"
     (tmp_path / "scene.yaml").write_text(yaml.safe_dump(scene))
