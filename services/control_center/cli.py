@@ -43,11 +43,7 @@ from services.common.queue import (
 )
 from services.common.queue.archive import ArchivedQueue, SQLiteArchive
 from services.control_center.api import create_app
-from services.control_center.config import (
-    DEFAULT_CONTROL_CENTER_PATH,
-    ControlCenterConfig,
-    load_control_center_config,
-)
+from services.control_center.config import ControlCenterConfig, load_control_center_config
 from services.control_center.operators import (
     DEFAULT_OPERATORS_PATH,
     OperatorStore,
@@ -74,14 +70,19 @@ QueueOption = Annotated[
 ]
 PrefixOption = Annotated[str, typer.Option("--queue-prefix", help="Redis key prefix")]
 ConfigOption = Annotated[
-    Path, typer.Option("--config", help="Control-center settings (retention, auth, stream).")
+    Path | None,
+    typer.Option(
+        "--config",
+        help="Control-center settings (retention, auth, stream); default: control_center.yaml "
+        "in the config directory.",
+    ),
 ]
 OperatorsOption = Annotated[
     Path, typer.Option("--operators", "--file", help="The operators file (YAML).")
 ]
 
 
-def _config(path: Path) -> ControlCenterConfig:
+def _config(path: Path | None) -> ControlCenterConfig:
     try:
         return load_control_center_config(path)
     except ConfigError as exc:
@@ -113,7 +114,7 @@ def _run(
         raise fail(f"no entry with violation id {exc.args[0]!r}") from None
 
 
-def _archive_path(config_path: Path) -> Path | None:
+def _archive_path(config_path: Path | None) -> Path | None:
     path = _config(config_path).retention.archive
     return path if path.exists() else None
 
@@ -167,7 +168,7 @@ def feed(
     limit: Annotated[
         int | None, typer.Option("--limit", min=1, help="stop after N entries")
     ] = None,
-    config: ConfigOption = DEFAULT_CONTROL_CENTER_PATH,
+    config: ConfigOption = None,
 ) -> None:
     """Print control-center entries, oldest first (archived ones included); --follow keeps
     printing new ones."""
@@ -188,7 +189,7 @@ def history(
     *,
     queue: QueueOption = DEFAULT_QUEUE_URL,
     queue_prefix: PrefixOption = "citybrain",
-    config: ConfigOption = DEFAULT_CONTROL_CENTER_PATH,
+    config: ConfigOption = None,
 ) -> None:
     """Print every status change of an entry, oldest first, as JSON lines."""
     changes = _run(queue, queue_prefix, _archive_path(config), lambda q: q.history(violation_id))
@@ -203,7 +204,7 @@ def control_center(
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to serve on.")] = 8080,
     operators: OperatorsOption = DEFAULT_OPERATORS_PATH,
-    config: ConfigOption = DEFAULT_CONTROL_CENTER_PATH,
+    config: ConfigOption = None,
     evidence_dir: Annotated[
         Path, typer.Option(help="Where the detectors write evidence snapshots.")
     ] = Path("evidence"),

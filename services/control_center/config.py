@@ -1,4 +1,5 @@
-"""The control center's settings (``configs/control_center.yaml``), validated at start-up."""
+"""The control center's settings (``control_center.yaml`` in the config directory, or a file
+named with ``--config``), validated at start-up."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.common.config.loader import load_model
+from services.common.config.paths import config_path
 
-DEFAULT_CONTROL_CENTER_PATH = Path("configs/control_center.yaml")
+CONTROL_CENTER_FILE = "control_center.yaml"
 
 
 class _Section(BaseModel):
@@ -60,8 +62,11 @@ class ControlCenterConfig(_Section):
     redis_pools: RedisPools = RedisPools()
 
 
-def load_control_center_config(path: Path = DEFAULT_CONTROL_CENTER_PATH) -> ControlCenterConfig:
-    """The file's settings; a missing default file means the defaults."""
-    if path == DEFAULT_CONTROL_CENTER_PATH and not path.exists():
-        return ControlCenterConfig()
+def load_control_center_config(path: Path | None = None) -> ControlCenterConfig:
+    """The settings in ``path``, else in ``control_center.yaml`` of the config directory
+    (a config directory of your own without that file means the defaults)."""
+    if path is None:
+        path = config_path(CONTROL_CENTER_FILE)
+        if not path.exists():
+            return ControlCenterConfig()
     return load_model(ControlCenterConfig, path)

@@ -7,26 +7,21 @@ test`` starts Redis with ``make infra-up``).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import threading
 import uuid
 from collections.abc import Coroutine, Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from playwright.sync_api import Browser, Playwright, sync_playwright
-from prometheus_client import CollectorRegistry
 
 from services.common.queue import ControlCenterQueue, open_queue
-from services.control_center.api import create_app
-from services.control_center.operators import OperatorStore, add_operator
-from services.control_center.server import AppServer
+from services.control_center.operators import add_operator
 from services.control_center.workflow import Role
+from tests.threaded_control_center import ThreadedControlCenter, serve_in_thread
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -40,21 +35,22 @@ def redis_url() -> str:
 
 @dataclass
 class ControlCenter:
-    """A control center running in a thread of its own, with its own event loop.
+    """The served app (``url``, ``queue``, ``run``) and who may sign in to it."""
 
-    ``run(coro)`` runs a coroutine on that loop (for example a write to ``queue``), so the
-    test's writes go through the same Redis as the app's reads.
-    """
-
-    url: str
-    queue: ControlCenterQueue
-    loop: asyncio.AbstractEventLoop
+    served: ThreadedControlCenter
     evidence_dir: Path
     tokens: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def url(self) -> str:
+        return self.served.url
+
+    @property
+    def queue(self) -> ControlCenterQueue:
+        return self.served.queue
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        done: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        return done.result(timeout=30)
+        return self.served.run(coro)
 
 
 @pytest.fixture
@@ -67,38 +63,12 @@ def control_center(tmp_path: Path) -> Iterator[ControlCenter]:
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     prefix = f"e2e-{uuid.uuid4().hex[:10]}"
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="control-center", daemon=True)
-    thread.start()
-
-    async def start() -> tuple[AppServer, ControlCenterQueue]:
-        queue = open_queue(redis_url(), prefix=prefix)
-        app = create_app(
-            queue=queue,
-            operators=OperatorStore(operators),
-            registry=CollectorRegistry(),
-            evidence_dir=evidence,
-        )
-        server = AppServer(app, host="127.0.0.1", port=0)
-        await server.start()
-        return server, queue
-
-    server, queue = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=60)
-    cc = ControlCenter(
-        url=f"http://127.0.0.1:{server.port}",
-        queue=queue,
-        loop=loop,
+    with serve_in_thread(
+        open_queue=lambda: open_queue(redis_url(), prefix=prefix),
+        operators=operators,
         evidence_dir=evidence,
-        tokens=tokens,
-    )
-    try:
-        yield cc
-    finally:
-        cc.run(server.stop())
-        cc.run(queue.close())
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    ) as served:
+        yield ControlCenter(served=served, evidence_dir=evidence, tokens=tokens)
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ class DispatchedEntry(ViolationEvent):
     >>> e = DispatchedEntry.model_validate({"violation_id": "v", "type": "red_light",
     ...     "camera_id": "wuzhen-cam-01", "city": "wuzhen", "frame": 1, "ts_ms": 5,
     ...     "track_id": 7, "bbox_xywh": [0, 0, 1, 1], "confidence": 0.5, "lane": 2,
-    ...     "district": "xizha", "priority": "high", "dispatched_ts_ms": 9})
+    ...     "district": "xizha", "priority": "high", "dispatched_ts_ms": 9}, strict=False)
     >>> (e.district, e.priority, e.to_dict()["lane"])
     ('xizha', 'high', 2)
     """
