@@ -75,7 +75,7 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="write the clip folders here")
     parser.add_argument(
@@ -86,14 +86,21 @@ def main() -> int:
         help="a local clone or bare mirror of a source repository (repeatable)",
     )
     parser.add_argument("--mirrors", type=Path, help="find repositories as DIR/<owner>+<name>/repo")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--devset",
+        type=Path,
+        default=DEVSET,
+        help="labels, scenes and sources.yaml (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    devset: Path = args.devset
     given: dict[str, Path] = {}
     for spec in args.repo:
         name, sep, path = spec.partition("=")
         if not sep:
             parser.error(f"--repo {spec!r}: expected OWNER/NAME=PATH")
         given[name] = Path(path)
-    sources = yaml.safe_load((DEVSET / "sources.yaml").read_text(encoding="utf-8"))["clips"]
+    sources = yaml.safe_load((devset / "sources.yaml").read_text(encoding="utf-8"))["clips"]
     skipped = 0
     for clip, source in sources.items():
         git_dir = _git_dir(source["repo"], given, args.mirrors)
@@ -103,12 +110,12 @@ def main() -> int:
             continue
         folder = args.out / clip
         folder.mkdir(parents=True, exist_ok=True)
-        labels = DEVSET / clip / "labels.json"
+        labels = devset / clip / "labels.json"
         video = folder / yaml.safe_load(labels.read_text(encoding="utf-8"))["video"]
         trim = source.get("trim")
         fetched = video.with_name("source" + video.suffix) if trim else video
         if git_dir is None:  # a clip whose licence let it be committed here
-            shutil.copy(DEVSET.parent / source["copy"], fetched)
+            shutil.copy(devset.parent / source["copy"], fetched)
         else:
             _extract(git_dir, source["blob"], fetched)
         if _sha256(fetched) != source["sha256"]:
@@ -118,7 +125,7 @@ def main() -> int:
             _trim(fetched, video, first=trim["first_frame"], last=trim["last_frame"])
             fetched.unlink()
         shutil.copy(labels, folder / "labels.json")
-        shutil.copy(DEVSET / clip / "scene.yaml", folder / "scene.yaml")
+        shutil.copy(devset / clip / "scene.yaml", folder / "scene.yaml")
         print(f"ok   {clip}: {video}")
     return 1 if skipped else 0
 

@@ -32,7 +32,7 @@ def eval_devset_command(
         Path,
         typer.Argument(
             help="The dev-set folder: one sub-folder per clip holding labels.json, scene.yaml "
-            "and the video (devset/build.py makes it from the sources in devset/sources.yaml)."
+            "and the video (scripts/devset_build.py makes it from devset/sources.yaml)."
         ),
     ],
     *,
@@ -48,15 +48,20 @@ def eval_devset_command(
     ] = None,
     tolerance_s: Annotated[
         float,
-        typer.Option(help="A red-light event matches a labelled crossing this close in time."),
+        typer.Option(
+            min=0.0, help="A red-light event matches a labelled crossing this close in time."
+        ),
     ] = TOLERANCE_S[ViolationType.RED_LIGHT],
     guard_s: Annotated[
         float,
-        typer.Option(help="Signal frames this close to a labelled change are not scored."),
+        typer.Option(min=0.0, help="Signal frames this close to a labelled change are not scored."),
     ] = DEFAULT_GUARD_S,
 ) -> None:
     """Replay each clip through the detector and print, per clip, red-light precision and
-    recall, parking false alarms and per-frame signal accuracy, then the totals."""
+    recall, parking false alarms and per-frame signal accuracy, then the totals.
+
+    The clips, their label format and where they come from: devset/README.md.
+    """
     if not root.is_dir():
         raise fail(f"{root}: no such directory")
     clips, problems = _load_clips(root, only or [])
