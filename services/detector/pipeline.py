@@ -17,7 +17,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from services.common.config.scene import SceneConfig
+from services.common.config.scene import LampLayout, SceneConfig
 from services.common.events import ViolationEvent
 from services.common.frames import Frame
 from services.detector.background import SelectiveBackground
@@ -26,6 +26,7 @@ from services.detector.decode import (
     GreyImage,
     WorkingDecoder,
     WorkingPicture,
+    colour_reduction_for,
     reduction_for,
     source_size,
 )
@@ -53,6 +54,9 @@ class DetectorSettings:
     min_working_width: int = 320
     min_vehicle_area_frac: float = 0.0012
     confirm_frames: int = 3
+    # A JPEG's colour picture keeps the lamp head at least this long (along its lamps): real
+    # heads read down to about 8 px and not below (bench/signal_accuracy.py, cspr12-evening).
+    min_head_px: float = 8.0
     stationary_tol_frac: float = 0.008
     moved_frac: float = 0.04
 
@@ -181,15 +185,7 @@ class DetectorPipeline:
 
     def _decode(self, frame: Frame) -> GreyImage | WorkingPicture:
         """The working image, with a colour picture when the camera has a signal to read."""
-        decoder = self._decoder
-        if decoder is None:
-            source_wh = source_size(frame)
-            decoder = WorkingDecoder(
-                source_wh=source_wh,
-                reduction=reduction_for(
-                    source_wh[0], min_working_width=self._settings.min_working_width
-                ),
-            )
+        decoder = self._decoder or self._new_decoder(source_size(frame))
         picture = (
             decoder.decode(frame)
             if self.scene.traffic_light is None
@@ -198,6 +194,22 @@ class DetectorPipeline:
         if self._decoder is None:
             self._start(decoder)
         return picture
+
+    def _new_decoder(self, source_wh: tuple[int, int]) -> WorkingDecoder:
+        settings = self._settings
+        reduction = reduction_for(source_wh[0], min_working_width=settings.min_working_width)
+        light = self.scene.traffic_light
+        if light is None:
+            return WorkingDecoder(source_wh=source_wh, reduction=reduction)
+        scene_w = self.scene.resolution_wh[0] if self.scene.resolution_wh else source_wh[0]
+        _, _, roi_w, roi_h = light.roi
+        along = roi_h if light.layout is LampLayout.VERTICAL else roi_w
+        colour_reduction = colour_reduction_for(
+            along * source_wh[0] / scene_w, reduction=reduction, min_head_px=settings.min_head_px
+        )
+        return WorkingDecoder(
+            source_wh=source_wh, reduction=reduction, colour_reduction=colour_reduction
+        )
 
     def _start(self, decoder: WorkingDecoder) -> None:
         """Size everything for the feed, now that its first frame is known good."""
