@@ -7,7 +7,10 @@ cost of a full decode. BGR frames are area-averaged down, then converted.
 A camera with a signal also needs the lamp head's colour. A decoded (BGR) frame has it at
 full resolution already. For a JPEG frame the cheapest way measured (``bench/signal_colour.py``)
 is to decode the same reduced scale in colour and convert that to the greyscale working image:
-the entropy decoding, which dominates a reduced decode, is the same either way.
+the entropy decoding, which dominates a reduced decode, is the same either way. A head too
+small to survive that scale (real heads stop reading below about 8 px long) is decoded in
+colour at a smaller reduction that keeps it that long, and the working image is resized
+from that picture.
 """
 
 from __future__ import annotations
@@ -51,6 +54,20 @@ def reduction_for(width: int, *, min_working_width: int) -> int:
     return max(r for r in (1, 2, 4, 8) if width // r >= min_working_width or r == 1)
 
 
+def colour_reduction_for(head_length_px: float, *, reduction: int, min_head_px: float) -> int:
+    """The largest reduction up to ``reduction`` that leaves a lamp head ``head_length_px``
+    long (in source pixels, along its lamps) at least ``min_head_px`` long.
+
+    >>> colour_reduction_for(23, reduction=4, min_head_px=8)
+    2
+    >>> colour_reduction_for(34, reduction=4, min_head_px=8)
+    4
+    """
+    return max(
+        r for r in (1, 2, 4, 8) if r == 1 or (r <= reduction and head_length_px / r >= min_head_px)
+    )
+
+
 def source_size(frame: Frame) -> tuple[int, int]:
     """The frame's full ``(width, height)``; raises :class:`CorruptFrameError`."""
     if frame.bgr is not None:
@@ -78,6 +95,10 @@ class WorkingDecoder:
 
     source_wh: tuple[int, int]
     reduction: int
+    # The reduction a JPEG's colour picture is decoded at; a smaller one than ``reduction``
+    # keeps a small lamp head a few pixels longer, and the working image is then resized
+    # from it. None: the same as ``reduction``.
+    colour_reduction: int | None = None
 
     @property
     def working_wh(self) -> tuple[int, int]:
@@ -106,13 +127,20 @@ class WorkingDecoder:
         """The working image and a colour picture; raises :class:`CorruptFrameError`."""
         if frame.bgr is not None:
             return WorkingPicture(grey=self.decode(frame), colour=frame.bgr, colour_per_source_px=1)
-        colour = _imdecode(frame, _REDUCED_COLOUR[self.reduction])
-        if (colour.shape[1], colour.shape[0]) != self.working_wh or colour.ndim != 3:
+        reduction = self.colour_reduction or self.reduction
+        colour = _imdecode(frame, _REDUCED_COLOUR[reduction])
+        w, h = self.source_wh
+        if (colour.shape[1], colour.shape[0]) != (-(-w // reduction), -(-h // reduction)):
             raise CorruptFrameError("size", f"frame {frame.index}: size {colour.shape[1::-1]}")
+        working = (
+            colour
+            if reduction == self.reduction
+            else cv2.resize(colour, self.working_wh, interpolation=cv2.INTER_AREA)
+        )
         return WorkingPicture(
-            grey=np.asarray(cv2.cvtColor(colour, cv2.COLOR_BGR2GRAY)),
+            grey=np.asarray(cv2.cvtColor(working, cv2.COLOR_BGR2GRAY)),
             colour=colour,
-            colour_per_source_px=1 / self.reduction,
+            colour_per_source_px=1 / reduction,
         )
 
 

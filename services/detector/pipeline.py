@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from services.common.arrays import GreyImage
-from services.common.config.scene import SceneConfig
+from services.common.config.scene import LampLayout, SceneConfig
 from services.common.events import ViolationEvent
 from services.common.frames import Frame
 from services.detector.background import SelectiveBackground
@@ -26,6 +26,7 @@ from services.detector.blobs import find_blobs
 from services.detector.decode import (
     WorkingDecoder,
     WorkingPicture,
+    colour_reduction_for,
     reduction_for,
     source_size,
 )
@@ -50,6 +51,9 @@ class DetectorSettings:
     min_working_width: int = 320
     min_vehicle_area_frac: float = 0.0012
     confirm_frames: int = 3
+    # A JPEG's colour picture keeps the lamp head at least this long (along its lamps): real
+    # heads read down to about 8 px and not below (bench/signal_accuracy.py, cspr12-evening).
+    min_head_px: float = 8.0
     stationary_tol_frac: float = 0.008
     moved_frac: float = 0.04
 
@@ -274,11 +278,19 @@ class DetectorPipeline:
 
     def _decoder_for(self, frame: Frame) -> WorkingDecoder:
         source_wh = source_size(frame)
+        settings = self._settings
+        reduction = reduction_for(source_wh[0], min_working_width=settings.min_working_width)
+        light = self.scene.traffic_light
+        if light is None:
+            return WorkingDecoder(source_wh=source_wh, reduction=reduction)
+        scene_w = self.scene.resolution_wh[0] if self.scene.resolution_wh else source_wh[0]
+        _, _, roi_w, roi_h = light.roi
+        along = roi_h if light.layout is LampLayout.VERTICAL else roi_w
+        colour_reduction = colour_reduction_for(
+            along * source_wh[0] / scene_w, reduction=reduction, min_head_px=settings.min_head_px
+        )
         return WorkingDecoder(
-            source_wh=source_wh,
-            reduction=reduction_for(
-                source_wh[0], min_working_width=self._settings.min_working_width
-            ),
+            source_wh=source_wh, reduction=reduction, colour_reduction=colour_reduction
         )
 
     def _read_signal(self, picture: WorkingPicture, geometry: _Geometry, index: int) -> None:

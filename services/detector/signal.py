@@ -75,13 +75,13 @@ class ReaderSettings:
     # at all, and the share of them the winner must hold. A real head decoded at 1/2 or 1/4
     # scale is a few pixels across and its lit lamp may cast only a fraction of a vote.
     min_votes: float = 0.1
+    min_vote_share: float = 0.6
     # A vote from the colour's own third of the head counts this much extra: the halo of a
     # lit lamp spills over its neighbours, but its heart is in its own third.
     own_third_weight: float = 2.0
     # A head longer than this along its lamps (a near camera's, at full resolution) is
     # area-averaged down first: past a dozen pixels a lamp, detail adds cost, not accuracy.
     max_head_px: int = 36
-    min_vote_share: float = 0.6
 
 
 DEFAULT_READER = ReaderSettings()

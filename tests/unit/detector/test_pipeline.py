@@ -6,6 +6,7 @@ import pytest
 
 from services.common.events import ViolationEvent, ViolationType
 from services.detector.pipeline import DetectorPipeline
+from simulators.feed import simulate_camera
 from tests.unit.detector.synth import FPS, Vehicle, cycle, frames, scene, straight
 
 
@@ -97,3 +98,26 @@ def test_events_are_deterministic() -> None:
     first, _ = run(110, [up_lane(30)], (40, 200))
     second, _ = run(110, [up_lane(30)], (40, 200))
     assert [e.violation_id for e in first] == [e.violation_id for e in second]
+
+
+@pytest.mark.parametrize(
+    ("variant", "offset_s", "expected"),
+    [("led", 19.0, "red"), ("led_horizontal", 5.0, "green"), ("led", 13.0, "amber")],
+)
+@pytest.mark.parametrize("jpeg", [True, False])
+def test_small_led_head_is_read_from_the_first_frames(
+    variant: str, offset_s: float, expected: str, jpeg: bool
+) -> None:
+    # A 9x22 px head with bloom at 1080p, the clip starting mid-phase: no warm-up, and the
+    # JPEG path (reduced-scale colour decode) reads it as the BGR path (full resolution) does.
+    camera = simulate_camera(
+        "wuzhen-cam-01",
+        seconds=0.5,
+        variant=variant,
+        resolution_wh=(1920, 1080),
+        signal_offset_s=offset_s,
+    )
+    pipeline = DetectorPipeline(camera.scene)
+    for frame in camera.jpeg_frames() if jpeg else camera.frames():
+        pipeline.process(frame)
+    assert pipeline.signal_state.value == expected == camera.light_state(0)
