@@ -17,7 +17,7 @@ def red_signal() -> SignalTimeline:
     return signal
 
 
-def crossing_track(previous_box: BoxXYWH, box: BoxXYWH) -> TrackView:
+def view(box: BoxXYWH, *, previous_box: BoxXYWH | None, stay: Stay | None = None) -> TrackView:
     return TrackView(
         track_id=1,
         box_xywh=box,
@@ -25,9 +25,15 @@ def crossing_track(previous_box: BoxXYWH, box: BoxXYWH) -> TrackView:
         hits=10,
         established=True,
         coasting=False,
-        last_move=Move(from_box_xywh=previous_box, to_box_xywh=box, frames=1),
-        stay=None,
+        last_move=None
+        if previous_box is None
+        else Move(from_box_xywh=previous_box, to_box_xywh=box, frames=1),
+        stay=stay,
     )
+
+
+def crossing_track(previous_box: BoxXYWH, box: BoxXYWH) -> TrackView:
+    return view(box, previous_box=previous_box)
 
 
 @pytest.mark.parametrize(
@@ -47,21 +53,6 @@ def test_crossing_needs_a_vehicle_shape_at_both_ends(
     rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
     rule.observe(crossing_track(previous_box, box), frame=10, ts_ms=1000)
     assert len(rule.judge(red_signal())) == events
-
-
-def view(box: BoxXYWH, *, previous_box: BoxXYWH | None, stay: Stay | None = None) -> TrackView:
-    return TrackView(
-        track_id=1,
-        box_xywh=box,
-        size_wh=(box[2], box[3]),
-        hits=10,
-        established=True,
-        coasting=False,
-        last_move=None
-        if previous_box is None
-        else Move(from_box_xywh=previous_box, to_box_xywh=box, frames=1),
-        stay=stay,
-    )
 
 
 def test_track_that_crossed_with_a_group_and_waits_behind_the_line_crosses_again() -> None:
