@@ -58,6 +58,10 @@ class RedLightRule:
 
     def observe(self, track: TrackView, *, frame: int, ts_ms: int) -> None:
         """Record the track's first forward crossing of the line, if it crosses now."""
+        if track.track_id in self._crossed and self._waits_behind(track):
+            # The track crossed with a group (riders nose to tail in one blob) and stayed
+            # with the one who stopped short of the line: its crossing is still to come.
+            self._crossed.discard(track.track_id)
         move = track.last_move
         if (
             move is None
@@ -100,6 +104,18 @@ class RedLightRule:
             )
         )
 
+    def _waits_behind(self, track: TrackView) -> bool:
+        """Whether the track stands behind the line by a quarter of its own length or more."""
+        if track.stay is None:
+            return False
+        dx, dy = self._direction
+        _, _, w, h = track.box_xywh
+        length = (abs(dx) * w + abs(dy) * h) / math.hypot(dx, dy)
+        behind = -past_line_px(
+            track.stay.anchor_xy, line_xy=self._line, travel_direction=self._direction
+        )
+        return behind >= 0.25 * length
+
     def retain(self, track_ids: set[int]) -> None:
         """Forget tracks that have ended (pending crossings are kept until judged)."""
         self._crossed &= track_ids
@@ -109,6 +125,23 @@ class RedLightRule:
         decided = [hit for hit in self._pending if hit.frame <= signal.decided_through]
         self._pending = [hit for hit in self._pending if hit.frame > signal.decided_through]
         return [hit for hit in decided if signal.state_at(hit.frame) == LightState.RED]
+
+
+def past_line_px(
+    point_xy: PointXY, *, line_xy: tuple[PointXY, PointXY], travel_direction: PointXY
+) -> float:
+    """How far the point lies past the line (its infinite extension) in the direction of
+    travel; negative behind it.
+
+    >>> past_line_px((20.0, 105.0), line_xy=((0.0, 100.0), (50.0, 100.0)), travel_direction=(0, -1))
+    -5.0
+    """
+    (ax, ay), (bx, by) = line_xy
+    # The line's normal, turned to point the way of travel.
+    nx, ny = ay - by, bx - ax
+    if nx * travel_direction[0] + ny * travel_direction[1] < 0:
+        nx, ny = -nx, -ny
+    return ((point_xy[0] - ax) * nx + (point_xy[1] - ay) * ny) / math.hypot(nx, ny)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,12 +42,25 @@ class Scenario:
     seconds: float = SECONDS
     # Replaces the configured phase shift, to start the clip at a chosen point of the cycle.
     signal_offset_s: float | None = None
+    # Replaces keys of the camera's traffic settings (configs/simulator.yaml), and names why.
+    traffic: tuple[tuple[str, float], ...] = ()
+    label: str = ""
 
     @property
     def name(self) -> str:
         width, height = self.resolution_wh
         start = "" if self.signal_offset_s is None else f"-from{self.signal_offset_s:g}s"
-        return f"{self.camera_id}-{self.variant}-{width}x{height}{start}"
+        label = f"-{self.label}" if self.label else ""
+        return f"{self.camera_id}-{self.variant}-{width}x{height}{start}{label}"
+
+
+# Dense mixed traffic (issue 13): motorbikes and bicycles in every lane, queue heads that pull
+# out on red, riders and drivers who creep over the line on red and stop there.
+MIXED = (
+    ("two_wheeler_share", 0.45),
+    ("queue_pullouts_per_red", 1.0),
+    ("creepers_per_red", 1.0),
+)
 
 
 # An offset of x starts the clip x s into the cycle: wuzhen-cam-01's is green 0-12 s, amber
@@ -62,6 +75,9 @@ TRICKS = (
     Scenario("wuzhen-cam-02", "day", (1280, 720), 30),
     Scenario("hangzhou-cam-03", "day", (1920, 1080), 30),
     Scenario("hangzhou-cam-04", "exposure", (1280, 720), 30),
+    # A queue stands at the line from the first frame (the clip starts 4 s into red); its
+    # head creeps over on red, another pulls out of it.
+    Scenario("wuzhen-cam-01", "day", RESOLUTION_WH, 30, 19, MIXED, "mixed-queue-at-start"),
 )
 
 
@@ -85,6 +101,7 @@ def run(scenario: Scenario) -> ScenarioResult:
         variant=scenario.variant,
         resolution_wh=scenario.resolution_wh,
         signal_offset_s=scenario.signal_offset_s,
+        traffic_update=dict(scenario.traffic),
     )
     pipeline = DetectorPipeline(camera.scene)
     detected: list[Occurrence] = []

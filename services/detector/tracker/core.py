@@ -150,12 +150,12 @@ class Tracker:
 
         A region neither held by a standing track nor about to be by a track of about its
         size and place is a vehicle that has stood since the region's ``since_frame``.
-        Regions seen in the start-up seconds may be ghosts, and are left.
+        Regions that have stood since the start-up seconds may be ghosts, and are left.
         """
-        if not self._ghosts.arrived(frame):
-            return []
         adopted: list[TrackView] = []
         for region in regions:
+            if not self._ghosts.arrived(region.since_frame):
+                continue
             box = region.box_xywh
             if any(
                 (box_iou(track.box, box) >= STANDING_IOU and not track.coasting)
@@ -253,11 +253,15 @@ class Tracker:
             return box
         vehicle = departing_box(trail, box)
         if vehicle is not None:
-            # The road it uncovered shows that a vehicle stood there: no ghost of the
-            # first frames, whatever its age.
-            track.left_trail = track.moved = True
+            track.left_trail = True
             return vehicle
-        if covered_fraction(trail, box) < TRAIL_COVER:
+        if track.left_trail and covered_fraction(trail, box) >= TRAIL_COVER:
+            # The blob is the place alone again: the vehicle has gone (out of the frame, or
+            # behind something) and what is left is the road the background still holds it
+            # on, a ghost.
+            track.trail = None
+            self._vacated.append(trail)
+        elif covered_fraction(trail, box) < TRAIL_COVER:
             track.trail = None
             if track.left_trail and box_intersection(trail, box) == 0:
                 # It has parted from the place it left: the road there is the background.

@@ -42,10 +42,10 @@ class Ghosts:
         not see it travel (it drove in merged with another vehicle's blob, then parted).
 
         >>> ghosts = Ghosts(startup_frames=30); ghosts.see(100)
-        >>> ghosts.arrived(110), ghosts.arrived(131)
+        >>> ghosts.arrived(110), ghosts.arrived(130)
         (False, True)
         """
-        return frame - (self._first_frame or 0) > self._startup_frames
+        return frame - (self._first_frame or 0) >= self._startup_frames
 
     def confirmed(
         self, tracks: Iterable[Track], *, looks_like_ghost: Callable[[BoxXYWH], bool]

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import cv2
 import pytest
 
 from services.common.events import ViolationEvent, ViolationType
+from services.common.frames import Frame
 from services.detector.pipeline import DetectorPipeline
 from simulators.feed import simulate_camera
-from tests.unit.detector.synth import FPS, Vehicle, cycle, frames, scene, straight
+from tests.unit.detector.synth import (
+    FPS,
+    T0_MS,
+    Vehicle,
+    cycle,
+    frames,
+    render,
+    scene,
+    straight,
+)
 
 
 def run(
@@ -121,3 +134,29 @@ def test_small_led_head_is_read_from_the_first_frames(
     for frame in camera.jpeg_frames() if jpeg else camera.frames():
         pipeline.process(frame)
     assert pipeline.signal_state.value == expected == camera.light_state(0)
+
+
+def exposure_jump(frame: int) -> float:
+    """Auto-exposure brightens the whole picture by a third over three frames at frame 90."""
+    return 1.0 + 0.33 * min(max(frame - 89, 0), 3) / 3
+
+
+@pytest.mark.parametrize("gain", [exposure_jump, lambda frame: 2 - exposure_jump(frame)])
+def test_exposure_jump_loses_no_standing_vehicle_and_raises_nothing(
+    gain: Callable[[int], float],
+) -> None:
+    """A car stands 12 s in a zone with max_dwell_s 5 while the exposure steps 3 s after it
+    stopped: still one parking event, from the same track, and no other."""
+    vehicles = [parker(arrive=20, stand_s=12)]
+    light = cycle(red=(10_000, 10_001))
+    pipeline = DetectorPipeline(scene())
+    events: list[ViolationEvent] = []
+    for index in range(260):
+        image = render(index, vehicles, light)
+        image = cv2.convertScaleAbs(image, alpha=gain(index))
+        frame = Frame(
+            camera_id="synth-cam", index=index, ts_ms=T0_MS + round(index * 1000 / FPS), bgr=image
+        )
+        events.extend(pipeline.process(frame))
+    assert [e.type for e in events] == [ViolationType.ILLEGAL_PARKING]
+    assert abs(events[0].frame - (20 + 18 + 5 * FPS)) <= 5

@@ -7,7 +7,7 @@ import pytest
 from services.detector.geometry import BoxXYWH
 from services.detector.rules import RedLightRule
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import Move, TrackView
+from services.detector.tracker import Move, Stay, TrackView
 
 
 def red_signal() -> SignalTimeline:
@@ -17,7 +17,7 @@ def red_signal() -> SignalTimeline:
     return signal
 
 
-def crossing_track(previous_box: BoxXYWH, box: BoxXYWH) -> TrackView:
+def view(box: BoxXYWH, *, previous_box: BoxXYWH | None, stay: Stay | None = None) -> TrackView:
     return TrackView(
         track_id=1,
         box_xywh=box,
@@ -25,9 +25,15 @@ def crossing_track(previous_box: BoxXYWH, box: BoxXYWH) -> TrackView:
         hits=10,
         established=True,
         coasting=False,
-        last_move=Move(from_box_xywh=previous_box, to_box_xywh=box, frames=1),
-        stay=None,
+        last_move=None
+        if previous_box is None
+        else Move(from_box_xywh=previous_box, to_box_xywh=box, frames=1),
+        stay=stay,
     )
+
+
+def crossing_track(previous_box: BoxXYWH, box: BoxXYWH) -> TrackView:
+    return view(box, previous_box=previous_box)
 
 
 @pytest.mark.parametrize(
@@ -47,3 +53,38 @@ def test_crossing_needs_a_vehicle_shape_at_both_ends(
     rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
     rule.observe(crossing_track(previous_box, box), frame=10, ts_ms=1000)
     assert len(rule.judge(red_signal())) == events
+
+
+def test_track_that_crossed_with_a_group_and_waits_behind_the_line_crosses_again() -> None:
+    """Two riders nose to tail make one blob; its centre crosses on green as the first rides
+    on, while the track stays with the second, who waits at the line and then runs the red."""
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    group_crosses = view((100.0, 80.0, 8.0, 40.0), previous_box=(100.0, 84.0, 8.0, 40.0))
+    rule.observe(group_crosses, frame=3, ts_ms=300)
+    waiting = view(
+        (100.0, 100.0, 8.0, 12.0),
+        previous_box=(100.0, 100.0, 8.0, 12.0),
+        stay=Stay(anchor_xy=(104.0, 106.0), since_frame=5, since_ts_ms=500),
+    )
+    rule.observe(waiting, frame=8, ts_ms=800)
+    runs = view((100.0, 92.0, 8.0, 12.0), previous_box=(100.0, 96.0, 8.0, 12.0))
+    rule.observe(runs, frame=15, ts_ms=1500)
+    assert [hit.frame for hit in rule.judge(red_signal())] == [3, 15]
+
+
+def test_jitter_back_over_the_line_does_not_cross_again() -> None:
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    rule.observe(
+        view((100.0, 86.0, 12.0, 26.0), previous_box=(100.0, 90.0, 12.0, 26.0)), frame=3, ts_ms=300
+    )
+    # It stops with its centre a pixel short of the line, then goes on.
+    short = Stay(anchor_xy=(106.0, 101.0), since_frame=4, since_ts_ms=400)
+    rule.observe(
+        view((100.0, 88.0, 12.0, 26.0), previous_box=(100.0, 86.0, 12.0, 26.0), stay=short),
+        frame=4,
+        ts_ms=400,
+    )
+    rule.observe(
+        view((100.0, 80.0, 12.0, 26.0), previous_box=(100.0, 88.0, 12.0, 26.0)), frame=9, ts_ms=900
+    )
+    assert [hit.frame for hit in rule.judge(red_signal())] == [3]
