@@ -32,6 +32,7 @@ from services.stack.plan import (
     HOST,
     REPO_ROOT,
     StackPaths,
+    detector_group,
     local_dir,
     plan_services,
     scrape_targets,
@@ -237,6 +238,8 @@ def down(config: StackConfig, *, say: Say, timeout_s: float = 20) -> None:
         if outcome != "not running":
             say(f"{name}: {outcome}")
     if state is not None:
+        if not state.owns_kafka:
+            _forget_frame_offsets(config, say)
         for owned, script, what in (
             (state.owns_kafka, "kafka-ctl.sh", "kafka"),
             (state.owns_redis, "redis-ctl.sh", "redis"),
@@ -246,6 +249,27 @@ def down(config: StackConfig, *, say: Say, timeout_s: float = 20) -> None:
                 _script(script, "stop", config)
                 _script(script, "wipe", config)
         paths.state.unlink(missing_ok=True)
+
+
+def _forget_frame_offsets(config: StackConfig, say: Say) -> None:
+    """Delete the detectors' consumer group on a Kafka the stack keeps running.
+
+    Frames are only worth detecting live: a stack brought up again later would otherwise
+    resume at its old offsets and work through every frame sent meanwhile (by anyone, on a
+    shared broker) before reaching the present. Without the group a new one starts at the
+    live edge, minus the handover warm-up. The dispatchers' group is kept: violations
+    waiting in Kafka are still owed to the control center.
+    """
+    group = detector_group(config)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=f"{HOST}:{config.ports.kafka}")
+        try:
+            admin.delete_consumer_groups([group])
+        finally:
+            admin.close()
+        say(f"deleted consumer group {group}")
+    except KafkaError as exc:
+        say(f"kept consumer group {group}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
