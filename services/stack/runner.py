@@ -264,7 +264,7 @@ def _forget_frame_offsets(config: StackConfig, say: Say) -> None:
     try:
         admin = KafkaAdminClient(bootstrap_servers=f"{HOST}:{config.ports.kafka}")
         try:
-            admin.delete_consumer_groups([group])
+            admin.delete_groups([group])
         finally:
             admin.close()
         say(f"deleted consumer group {group}")
