@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 from kafka.admin import KafkaAdminClient, NewPartitions
@@ -186,6 +187,13 @@ def up(config: StackConfig, *, stack_file: Path, say: Say, timeout_s: float = 18
     state.save(paths.state)
     for spec in specs:
         if table.process(spec.name) is None:
+            # Something else answering on the port would pass the health check for it.
+            port = urlsplit(spec.health_url).port
+            if port is not None and _port_open(port):
+                raise StackError(
+                    f"{spec.name}: port {port} is already taken by a process this stack did "
+                    f"not start; change ports in {stack_file} or stop that process"
+                )
             say(f"starting {spec.name}")
             table.start(spec, cwd=REPO_ROOT)
     _wait_healthy(specs, table, timeout_s=timeout_s, say=say)
