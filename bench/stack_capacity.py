@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,9 @@ def _stack_file(replicas: int, *, resolution: str, fps: float, max_cameras: int)
     path.write_text(
         yaml.safe_dump(
             {
-                "name": f"capacity-{replicas}",
+                # A new name each run: new consumer groups start at the live edge of a
+                # `frames` topic that other runs on the same broker keep filling.
+                "name": f"capacity-{replicas}-{int(time.time()) % 100_000}",
                 "ports": {
                     "kafka": int(os.environ.get("KAFKA_PORT", "9092")),
                     "redis": int(os.environ.get("REDIS_PORT", "6379")),

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 from kafka.admin import KafkaAdminClient, NewPartitions
@@ -32,6 +33,7 @@ from services.stack.plan import (
     HOST,
     REPO_ROOT,
     StackPaths,
+    detector_group,
     local_dir,
     plan_services,
     scrape_targets,
@@ -185,6 +187,13 @@ def up(config: StackConfig, *, stack_file: Path, say: Say, timeout_s: float = 18
     state.save(paths.state)
     for spec in specs:
         if table.process(spec.name) is None:
+            # Something else answering on the port would pass the health check for it.
+            port = urlsplit(spec.health_url).port
+            if port is not None and _port_open(port):
+                raise StackError(
+                    f"{spec.name}: port {port} is already taken by a process this stack did "
+                    f"not start; change ports in {stack_file} or stop that process"
+                )
             say(f"starting {spec.name}")
             table.start(spec, cwd=REPO_ROOT)
     _wait_healthy(specs, table, timeout_s=timeout_s, say=say)
@@ -237,6 +246,8 @@ def down(config: StackConfig, *, say: Say, timeout_s: float = 20) -> None:
         if outcome != "not running":
             say(f"{name}: {outcome}")
     if state is not None:
+        if not state.owns_kafka:
+            _forget_frame_offsets(config, say)
         for owned, script, what in (
             (state.owns_kafka, "kafka-ctl.sh", "kafka"),
             (state.owns_redis, "redis-ctl.sh", "redis"),
@@ -246,6 +257,27 @@ def down(config: StackConfig, *, say: Say, timeout_s: float = 20) -> None:
                 _script(script, "stop", config)
                 _script(script, "wipe", config)
         paths.state.unlink(missing_ok=True)
+
+
+def _forget_frame_offsets(config: StackConfig, say: Say) -> None:
+    """Delete the detectors' consumer group on a Kafka the stack keeps running.
+
+    Frames are only worth detecting live: a stack brought up again later would otherwise
+    resume at its old offsets and work through every frame sent meanwhile (by anyone, on a
+    shared broker) before reaching the present. Without the group a new one starts at the
+    live edge, minus the handover warm-up. The dispatchers' group is kept: violations
+    waiting in Kafka are still owed to the control center.
+    """
+    group = detector_group(config)
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=f"{HOST}:{config.ports.kafka}")
+        try:
+            admin.delete_groups([group])
+        finally:
+            admin.close()
+        say(f"deleted consumer group {group}")
+    except KafkaError as exc:
+        say(f"kept consumer group {group}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from services.observability.queries import queried_series_names
 from services.stack.config import load_stack_config
 from services.stack.plan import StackPaths
 from services.stack.processes import ProcessTable
@@ -38,8 +38,7 @@ STACK_METRICS = {
     "citybrain_dispatched_total",
     "citybrain_violations_total",
 }
-PROMQL_NAME = re.compile(r"\bcitybrain_[a-z0-9_]+\b")
-HISTOGRAM_SUFFIXES = ("_bucket", "_count", "_sum")
+TYPE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
 
 
 def _free_ports(count: int) -> list[int]:
@@ -133,15 +132,9 @@ def test_a_killed_detector_loses_nothing_outside_the_handover(
         assert key in load_report
 
 
-def _names_in_dashboards_and_rules() -> set[str]:
-    names: set[str] = set()
-    for folder, pattern in (("configs/grafana", "**/*.json"), ("configs/prometheus", "**/*.y*ml")):
-        for path in (ROOT / folder).glob(pattern):
-            names |= set(PROMQL_NAME.findall(path.read_text(encoding="utf-8")))
-    return names
-
-
 def _exported(stack_file: Path) -> set[str]:
+    """Every series name the live services declare, as ``/metrics`` writes samples: a
+    labelled counter that has not counted yet declares its family (``# TYPE``) only."""
     state = StackState.load(StackPaths.of(load_stack_config(stack_file)).state)
     assert state is not None
     names: set[str] = set()
@@ -152,16 +145,13 @@ def _exported(stack_file: Path) -> set[str]:
                     text = response.read().decode()
             except OSError:  # the detector the load test killed
                 continue
-            names |= {
-                line.split("{")[0].split(" ")[0]
-                for line in text.splitlines()
-                if line.startswith("citybrain_")
-            }
+            for line in text.splitlines():
+                if line.startswith("# TYPE citybrain_"):
+                    _, _, name, kind = line.split()
+                    names |= {name, *(name + s for s in TYPE_SUFFIXES.get(kind, ()))}
+                elif line.startswith("citybrain_"):
+                    names.add(line.split("{")[0].split(" ")[0])
     return names
-
-
-def _served(name: str, exported: set[str]) -> bool:
-    return name in exported or any(name + suffix in exported for suffix in HISTOGRAM_SUFFIXES)
 
 
 def test_every_metric_the_dashboards_and_alerts_query_is_exported(
@@ -169,8 +159,8 @@ def test_every_metric_the_dashboards_and_alerts_query_is_exported(
 ) -> None:
     # After the load test every labelled series has been created at least once.
     exported = _exported(stack_file)
-    wanted = _names_in_dashboards_and_rules() | STACK_METRICS
-    missing = sorted(n for n in wanted if not _served(n, exported))
+    wanted = set(queried_series_names()) | STACK_METRICS
+    missing = sorted(wanted - exported)
     assert missing == [], f"queried but not exported: {missing}"
 
 
