@@ -74,6 +74,20 @@ if ms > last then n = -1 else ms = last end
 local out = {}
 local known = {}
 local per = 8
+-- Index members and counters are gathered over the batch and written once per key at the
+-- end: a batch has few distinct cities, cameras or minutes, so this saves most commands.
+local zadds, zkeys, incrs, ikeys = {}, {}, {}, {}
+local function add(key, score, member)
+  local list = zadds[key]
+  if not list then list = {}; zadds[key] = list; zkeys[#zkeys + 1] = key end
+  list[#list + 1] = score
+  list[#list + 1] = member
+end
+local function count(key, field)
+  local fields = incrs[key]
+  if not fields then fields = {}; incrs[key] = fields; ikeys[#ikeys + 1] = key end
+  fields[field] = (fields[field] or 0) + 1
+end
 for i = 0, (#ARGV - 2) / per - 1 do
   local b = 2 + i * per
   local vid, data, queue = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
@@ -91,27 +105,37 @@ for i = 0, (#ARGV - 2) / per - 1 do
                   'priority', ARGV[b + 7], 'camera', ARGV[b + 8], 'status', 'new'}
     redis.call('HSET', entry, 'queue', queue, 'entry_id', id, 'score', score, 'version', 0,
                'repeat_count', 0, unpack(dims))
-    redis.call('ZADD', p .. ':x:all', score, vid)
+    add(p .. ':x:all', score, vid)
     for d = 1, #dims, 2 do
-      redis.call('ZADD', p .. ':x:' .. dims[d] .. ':' .. dims[d + 1], score, vid)
+      add(p .. ':x:' .. dims[d] .. ':' .. dims[d + 1], score, vid)
     end
-    redis.call('HINCRBY', p .. ':counts', 'status:new', 1)
-    redis.call('HINCRBY', p .. ':counts', 'type:' .. ARGV[b + 6], 1)
-    redis.call('HINCRBY', p .. ':counts', 'city:' .. ARGV[b + 4], 1)
+    count(p .. ':counts', 'status:new')
+    count(p .. ':counts', 'type:' .. ARGV[b + 6])
+    count(p .. ':counts', 'city:' .. ARGV[b + 4])
     local minute = math.floor(ms / 60000)
     local day = string.format('%d', math.floor(minute / 1440))
-    local series = p .. ':m:' .. ARGV[b + 6] .. ':' .. day
-    redis.call('HINCRBY', series, string.format('%d', minute), 1)
-    if not known[series] then
-      redis.call('EXPIRE', series, __SERIES_TTL_S__)
-      known[series] = true
-    end
+    count(p .. ':m:' .. ARGV[b + 6] .. ':' .. day, string.format('%d', minute))
     redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'k', 'entry', 'v', vid)
     if not known[queue] then
       redis.call('SADD', p .. ':queues', queue)
       known[queue] = true
     end
     out[i + 1] = {1, id}
+  end
+end
+for _, key in ipairs(zkeys) do
+  local list = zadds[key]
+  -- unpack takes a few thousand values at most
+  for first = 1, #list, 1000 do
+    redis.call('ZADD', key, unpack(list, first, math.min(first + 999, #list)))
+  end
+end
+for _, key in ipairs(ikeys) do
+  for field, by in pairs(incrs[key]) do
+    redis.call('HINCRBY', key, field, by)
+  end
+  if string.find(key, ':m:', #p + 1, true) == #p + 1 then
+    redis.call('EXPIRE', key, __SERIES_TTL_S__)
   end
 end
 redis.call('HSET', seq, 'ms', string.format('%d', ms), 'n', n)
