@@ -181,7 +181,11 @@ class Tracker:
     def _start(self, box: BoxXYWH, *, frame: int, ts_ms: int) -> None:
         track = self._new_track(box, frame=frame)
         track.moved = self._ghosts.arrived(frame)
-        if self._frame_wh is not None and may_be_trail(box, frame_wh=self._frame_wh):
+        if (
+            self._frame_wh is not None
+            and self._ghosts.learnt_then(frame)
+            and may_be_trail(box, frame_wh=self._frame_wh)
+        ):
             track.trail = box
         track.samples.append(Sample(frame=frame, ts_ms=ts_ms, centre=track.origin))
 

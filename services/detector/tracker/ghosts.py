@@ -47,6 +47,19 @@ class Ghosts:
         """
         return frame - (self._first_frame or 0) >= self._startup_frames
 
+    def learnt_then(self, frame: int) -> bool:
+        """Whether a blob first seen at ``frame`` may be a vehicle leaving a place the
+        background learnt it in: one that stood in the start-up seconds and left within as
+        long again (a queue at red moving off). Later, a blob that grows from a fixed edge is
+        something else (a car pulling in beside another, a headlight beam), and a vehicle that
+        stood from the start and leaves later is left to the ghost evidence.
+
+        >>> ghosts = Ghosts(startup_frames=30); ghosts.see(100)
+        >>> ghosts.learnt_then(159), ghosts.learnt_then(160)
+        (True, False)
+        """
+        return frame - (self._first_frame or 0) < 2 * self._startup_frames
+
     def confirmed(
         self, tracks: Iterable[Track], *, looks_like_ghost: Callable[[BoxXYWH], bool]
     ) -> list[Track]:

@@ -152,7 +152,7 @@ def test_vehicle_leaving_the_background_is_followed_at_its_own_size() -> None:
     it uncovers joins its blob, whose lower edge stays where it stood. The track follows
     the car (the blob's upper part, at the car's size), and once the two part, the place it
     left is handed back as road for the background to learn."""
-    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0), frame_wh=(320, 180))
+    tracker = Tracker(fps=FPS, frame_wh=(320, 180))
     stood = (100.0, 100.0, 16.0, 36.0)
     centres = []
     for frame, moved in enumerate((1, 2, 4, 7, 11, 16, 22, 29, 37, 46)):
