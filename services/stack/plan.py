@@ -57,6 +57,11 @@ class StackPaths:
     def truth(self) -> Path:
         return self.root / "truth"
 
+    @property
+    def operators(self) -> Path:
+        """The control center's operators file: `citybrain operators add NAME --file` it."""
+        return self.root / "operators.yaml"
+
 
 @dataclass(frozen=True, slots=True)
 class Urls:
@@ -101,7 +106,7 @@ def _metrics(port: int) -> str:
 
 
 def plan_services(
-    config: StackConfig, paths: StackPaths, *, base_ids: list[str], control_center: bool
+    config: StackConfig, paths: StackPaths, *, base_ids: list[str]
 ) -> list[ServiceSpec]:
     """Every service process of the stack, in start order (consumers before producers)."""
     urls = Urls.of(config)
@@ -139,14 +144,15 @@ def plan_services(
                 metrics_url=_metrics(port),
             )
         )  # fmt: skip
-    if config.control_center.enabled and control_center:
+    if config.control_center.enabled:
         specs.append(
             ServiceSpec(
                 name="control-center",
                 role="control-center",
                 argv=_citybrain(
                     "control-center", "--queue", urls.queue, "--host", HOST,
-                    "--port", str(ports.control_center),
+                    "--port", str(ports.control_center), "--operators", str(paths.operators),
+                    "--evidence-dir", str(paths.evidence),
                 ),
                 health_url=f"{urls.control_center}/healthz",
                 metrics_url=f"{urls.control_center}/metrics",

@@ -150,12 +150,6 @@ def _ensure_topics(config: StackConfig) -> None:
             raise StackError(f"cannot grow {frames.name} to {frames.partitions}: {exc}") from None
 
 
-def _has_control_center() -> bool:
-    from services.cli import app
-
-    return any(command.name == "control-center" for command in app.registered_commands)
-
-
 def up(config: StackConfig, *, stack_file: Path, say: Say, timeout_s: float = 180) -> StackState:
     """Start everything that is not running yet; returns once every process is healthy."""
     paths = StackPaths.of(config)
@@ -170,10 +164,7 @@ def up(config: StackConfig, *, stack_file: Path, say: Say, timeout_s: float = 18
     write_fleet(paths.fleet.root, cameras=config.fleet.cameras, fps=config.fleet.fps)
     _ensure_topics(config)
     base_ids = load_catalogue().camera_ids()
-    has_cc = _has_control_center()
-    if config.control_center.enabled and not has_cc:
-        say("this build has no `citybrain control-center`; the stack runs without it")
-    specs = plan_services(config, paths, base_ids=base_ids, control_center=has_cc)
+    specs = plan_services(config, paths, base_ids=base_ids)
     paths.prometheus_config.parent.mkdir(parents=True, exist_ok=True)
     paths.prometheus_config.write_text(render_local_config(scrape_targets(specs)), encoding="utf-8")
     paths.truth.mkdir(parents=True, exist_ok=True)

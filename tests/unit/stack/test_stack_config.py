@@ -50,12 +50,7 @@ def test_plan_puts_detectors_in_one_group_on_their_own_ports(tmp_path: Path) -> 
     config = StackConfig.model_validate(
         {"name": "t", "detectors": {"replicas": 3}, "simulators": {"replicas": 2, "cameras": 5}}
     )
-    specs = plan_services(
-        config,
-        StackPaths(tmp_path),
-        base_ids=load_catalogue().camera_ids(),
-        control_center=True,
-    )
+    specs = plan_services(config, StackPaths(tmp_path), base_ids=load_catalogue().camera_ids())
     detectors = [s for s in specs if s.role == "detector"]
     assert [s.name for s in detectors] == ["detector-1", "detector-2", "detector-3"]
     groups = {s.argv[s.argv.index("--group-id") + 1] for s in detectors}
