@@ -82,8 +82,9 @@ class ChangeFeed:
         return len(self._subscribers)
 
     async def start(self) -> None:
-        after = await self._queue.last_change_id()
-        self._task = asyncio.create_task(self._follow(after), name="change-feed")
+        # The start point is looked up inside the task: the service must come up, and serve
+        # /healthz and its 503s, while Redis is away, and follow the log once it is back.
+        self._task = asyncio.create_task(self._follow(), name="change-feed")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -93,9 +94,12 @@ class ChangeFeed:
         for subscriber in self._subscribers:
             subscriber.offer([_CLOSED])
 
-    async def _follow(self, after: str) -> None:
+    async def _follow(self) -> None:
+        after: str | None = None
         while True:
             try:
+                if after is None:
+                    after = await self._queue.last_change_id()
                 changes = await self._queue.changes(after=after, block_ms=FEED_BLOCK_MS)
             except QueueUnavailableError as exc:
                 log.warning("change log unavailable, retrying in 1 s: %s", exc)

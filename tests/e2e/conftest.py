@@ -71,7 +71,9 @@ def control_center(tmp_path: Path) -> Iterator[ControlCenter]:
         yield ControlCenter(served=served, evidence_dir=evidence, tokens=tokens)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API holds an event loop open on the main
+# thread while it runs, and later tests' asyncio.run() refuses to start under it.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (apt-get install chromium)")
@@ -79,7 +81,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     yield browser
