@@ -150,9 +150,9 @@ def plan_services(
                 name="control-center",
                 role="control-center",
                 argv=_citybrain(
-                    "control-center", "--queue", urls.queue, "--host", HOST,
-                    "--port", str(ports.control_center), "--operators", str(paths.operators),
-                    "--evidence-dir", str(paths.evidence),
+                    "control-center", "--queue", urls.queue, "--queue-prefix", config.name,
+                    "--host", HOST, "--port", str(ports.control_center),
+                    "--operators", str(paths.operators), "--evidence-dir", str(paths.evidence),
                 ),
                 health_url=f"{urls.control_center}/healthz",
                 metrics_url=f"{urls.control_center}/metrics",

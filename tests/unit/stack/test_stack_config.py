@@ -94,3 +94,16 @@ def test_local_prometheus_scrapes_local_targets_with_the_alert_rules() -> None:
     assert "simulator" not in jobs
     assert jobs["detector"]["static_configs"] == [{"targets": ["127.0.0.1:58102"]}]
     assert all(Path(rule).is_absolute() and Path(rule).is_file() for rule in rendered["rule_files"])
+
+
+def test_the_control_center_reads_the_queue_the_stacks_dispatchers_write(tmp_path: Path) -> None:
+    config = StackConfig.model_validate({"name": "t"})
+    specs = plan_services(config, StackPaths(tmp_path), base_ids=load_catalogue().camera_ids())
+    writers = [s for s in specs if s.role == "dispatcher"]
+    (reader,) = [s for s in specs if s.role == "control-center"]
+
+    def prefix(argv: tuple[str, ...]) -> str:
+        return argv[argv.index("--queue-prefix") + 1]
+
+    assert writers and {prefix(s.argv) for s in writers} == {prefix(reader.argv)} == {"t"}
+    assert reader.argv[reader.argv.index("--operators") + 1] == str(tmp_path / "operators.yaml")
