@@ -20,6 +20,7 @@ def make_event(
     bbox_xywh: tuple[int, int, int, int] = (10, 20, 30, 40),
     confidence: float = 0.9,
     snapshot: str | None = None,
+    tracker_epoch_ms: int | None = None,
 ) -> ViolationEvent:
     """A valid event; ``city`` defaults to the camera id's prefix (``hangzhou-cam-03`` →
     ``hangzhou``)."""
@@ -33,6 +34,7 @@ def make_event(
         bbox_xywh=bbox_xywh,
         confidence=confidence,
         snapshot=snapshot,
+        tracker_epoch_ms=tracker_epoch_ms,
     )
 
 

@@ -101,6 +101,10 @@ class ViolationEvent(BaseModel):
     bbox_xywh: tuple[NonNegInt, NonNegInt, NonNegInt, NonNegInt]
     confidence: float = Field(ge=0.0, le=1.0)
     snapshot: str | None = None
+    # The first frame time of the tracker run that numbered ``track_id``: two events of one
+    # camera with different epochs come from different detector runs (a handover, a
+    # restart), whose track ids say nothing about each other.
+    tracker_epoch_ms: NonNegInt | None = None
 
     @classmethod
     def create(
@@ -116,6 +120,7 @@ class ViolationEvent(BaseModel):
         confidence: float,
         snapshot: str | None = None,
         id_number: int | None = None,
+        tracker_epoch_ms: int | None = None,
     ) -> ViolationEvent:
         """Build an event with its deterministic ``violation_id``.
 
@@ -141,6 +146,7 @@ class ViolationEvent(BaseModel):
                 "bbox_xywh": tuple(int(v) for v in bbox_xywh),
                 "confidence": float(confidence),
                 "snapshot": snapshot,
+                "tracker_epoch_ms": tracker_epoch_ms,
             },
             strict=False,
         )
@@ -180,7 +186,9 @@ class ViolationEvent(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict, extra fields included, keys as in the contracts."""
-        return self.model_dump(mode="json", by_alias=True)
+        # An event that names no tracker run (not a detector's) keeps the contracts' shape.
+        unset = {"tracker_epoch_ms"} if self.tracker_epoch_ms is None else None
+        return self.model_dump(mode="json", by_alias=True, exclude=unset)
 
     def to_json(self) -> bytes:
         """The wire form: compact UTF-8 JSON."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 
 from services.common.arrays import Mask
-from services.detector.geometry import BoxXYWH
+from services.common.boxes import BoxXYWH
 
 
 def find_blobs(mask: Mask, *, min_area_px: int) -> list[BoxXYWH]:

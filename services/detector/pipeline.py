@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from services.common.arrays import GreyImage
+from services.common.boxes import BoxXYWH
 from services.common.config.scene import LampLayout, SceneConfig
 from services.common.events import ViolationEvent
 from services.common.frames import Frame
@@ -31,7 +32,7 @@ from services.detector.decode import (
     source_size,
 )
 from services.detector.evidence import EvidenceSink
-from services.detector.geometry import BoxXYWH, Scale, pixel_box
+from services.detector.geometry import Scale, pixel_box
 from services.detector.result import FrameResult, SeenTrack
 from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import (
@@ -120,6 +121,7 @@ class _Feed:
         work_w, work_h = decoder.working_wh
         # Events number tracks from here up: see _track_base_for.
         self.track_base = _track_base_for(first_ts_ms)
+        self.first_ts_ms = first_ts_ms
         scene_w = scene.resolution_wh[0] if scene.resolution_wh else decoder.source_wh[0]
         self.decoder = decoder
         self.geometry = _Geometry(
@@ -358,6 +360,7 @@ class DetectorPipeline:
             track_id=feed.track_base + hit.track_id,
             bbox_xywh=feed.geometry.scale.box_to_scene(hit.box_xywh),
             confidence=hit.confidence,
+            tracker_epoch_ms=feed.first_ts_ms,
         )
         frame = next((f for f in self._recent if f.index == hit.frame), None)
         if self._evidence is None or frame is None:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from services.common.arrays import PointXY
+from services.common.boxes import box_centre
 from services.common.events import ViolationEvent
 from services.common.frames import Frame
-from services.detector.geometry import box_centre
 from services.detector.signal import LightState
 
 

@@ -15,13 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from services.common.arrays import PointXY
+from services.common.boxes import BoxXYWH, box_centre
 from services.common.events import ViolationType
-from services.detector.geometry import (
-    BoxXYWH,
-    box_centre,
-    crossing_fraction,
-    point_in_polygon,
-)
+from services.detector.geometry import crossing_fraction, point_in_polygon
 from services.detector.signal import LightState, SignalTimeline
 from services.detector.tracker import TrackView, vehicle_shaped
 

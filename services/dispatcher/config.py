@@ -9,7 +9,7 @@ import dataclasses
 from datetime import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -73,6 +73,15 @@ class GroupingSettings(StrictModel):
         description=(
             "a repeat of the same vehicle (track), camera and type within this many seconds "
             "of the group's last event raises the existing entry's counter; 0 disables grouping"
+        ),
+    )
+    handover_s: dict[ViolationType, Annotated[float, Field(ge=0, le=600)]] = Field(
+        default_factory=lambda: {ViolationType.RED_LIGHT: 2.0, ViolationType.ILLEGAL_PARKING: 60.0},
+        description=(
+            "per violation type: an event from another detector run of the camera (after a "
+            "handover or a restart) whose box overlaps an entry's within this many seconds "
+            "is the same vehicle, and raises that entry's counter; a type left out is never "
+            "matched across runs"
         ),
     )
 

@@ -29,6 +29,7 @@ from functools import cache
 from typing import Any, Generic, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+from services.common.boxes import box_iou
 from services.common.config.catalogue import Catalogue
 from services.common.events import ViolationEvent, parse_event
 from services.common.queue import DispatchedEntry, PendingEntry
@@ -40,6 +41,11 @@ UNKNOWN_DISTRICT = "unknown"
 # here rather than in Redis. A vehicle repeating more often than this inside one window is
 # still counted once per id by the queue's idempotent ``record_repeat``.
 MAX_IDS_PER_GROUP = 64
+# Boxes of one vehicle seen by two detector runs a frame or two apart overlap at least this
+# much; two vehicles side by side in their lanes do not overlap at all.
+HANDOVER_MIN_IOU = 0.1
+# The entries a camera's sightings keep for each type, newest last.
+MAX_SIGHTINGS = 16
 
 
 class DeadLetterReason(StrEnum):
@@ -50,23 +56,52 @@ class DeadLetterReason(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Sighting:
+    """An entry's violation as the detector run that reported it saw it."""
+
+    violation_id: str
+    ts_ms: int
+    bbox_xywh: tuple[int, int, int, int]
+    tracker_epoch_ms: int
+
+    def same_vehicle_from_another_run(self, event: ViolationEvent, *, window_ms: int) -> bool:
+        """Whether ``event`` is this violation as another detector run of the camera saw it:
+        close in time, its box overlapping."""
+        return (
+            event.tracker_epoch_ms is not None
+            and event.tracker_epoch_ms != self.tracker_epoch_ms
+            and abs(event.ts_ms - self.ts_ms) <= window_ms
+            and box_iou(event.bbox_xywh, self.bbox_xywh) >= HANDOVER_MIN_IOU
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class GroupState:
     """What the dispatcher remembers about one vehicle (track) at one camera for one type.
 
     ``violation_id`` names the entry that the group's repeats are counted on, and
-    ``recent_ids`` are the ids already handled, newest last, for dedup.
+    ``recent_ids`` are the ids already handled, newest last, for dedup. The state under a
+    camera's :func:`sightings_key` keeps, in ``sightings``, the entries of the last moments
+    instead, for an event from another detector run to be matched to.
     """
 
     violation_id: str
     last_ts_ms: int
     recent_ids: tuple[str, ...]
+    sightings: tuple[Sighting, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "violation_id": self.violation_id,
             "last_ts_ms": self.last_ts_ms,
             "recent_ids": list(self.recent_ids),
         }
+        if self.sightings:
+            out["sightings"] = [
+                [s.violation_id, s.ts_ms, list(s.bbox_xywh), s.tracker_epoch_ms]
+                for s in self.sightings
+            ]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> GroupState:
@@ -74,6 +109,11 @@ class GroupState:
             violation_id=str(data["violation_id"]),
             last_ts_ms=int(data["last_ts_ms"]),
             recent_ids=tuple(str(i) for i in data["recent_ids"]),
+            # State stored before sightings existed has none.
+            sightings=tuple(
+                Sighting(str(vid), int(ts), (int(x), int(y), int(w), int(h)), int(epoch))
+                for vid, ts, (x, y, w, h), epoch in data.get("sightings", ())
+            ),
         )
 
 
@@ -178,6 +218,18 @@ def group_key(event: ViolationEvent) -> str:
     return f"{event.camera_id}|{event.type.value}|{event.track_id}"
 
 
+def sightings_key(event: ViolationEvent) -> str:
+    """Where a camera's recent entries of one type are kept: no track in it.
+
+    >>> e = ViolationEvent.from_dict({"violation_id": "v", "type": "red_light",
+    ...     "camera_id": "wuzhen-cam-01", "city": "wuzhen", "frame": 1, "ts_ms": 1,
+    ...     "track_id": 7, "bbox_xywh": [0, 0, 1, 1], "confidence": 0.5})
+    >>> sightings_key(e)
+    'wuzhen-cam-01|red_light'
+    """
+    return f"{event.camera_id}|{event.type.value}"
+
+
 def parse(raw: bytes, *, max_bytes: int) -> ViolationEvent | DeadLetter:
     """Validate one message value against the event schema."""
     if len(raw) > max_bytes:
@@ -235,6 +287,7 @@ class Dispatcher:
         ] = {}
         self._window_ms = int(config.grouping.window_s * 1000)
         self._horizon_ms = int(config.dedup_horizon_s * 1000)
+        self._handover_ms = {t: int(s * 1000) for t, s in config.grouping.handover_s.items()}
 
     def plan(
         self, messages: Sequence[MessageT], *, state: Mapping[str, GroupState], now_ms: int
@@ -250,14 +303,49 @@ class Dispatcher:
             if isinstance(parsed, DeadLetter):
                 out.decided.append(Decided(message, parsed))
                 continue
-            key = group_key(parsed)
-            previous = out.groups.get(key) or state.get(key)
+            key, seen_key = group_key(parsed), sightings_key(parsed)
+            seen = out.groups.get(seen_key) or state.get(seen_key)
+            previous = out.groups.get(key) or state.get(key) or self._handed_over(parsed, seen)
             decision, group = self.decide(parsed, group=previous, now_ms=now_ms)
             out.decided.append(Decided(message, decision))
             if group is not None:
                 out.groups[key] = group
                 out.group_sources[key] = message
+            if isinstance(decision, Dispatch) and (sighted := self._sighted(parsed, seen)):
+                out.groups[seen_key] = sighted
+                out.group_sources[seen_key] = message
         return out
+
+    def _handed_over(self, event: ViolationEvent, seen: GroupState | None) -> GroupState | None:
+        """The group of the entry that another detector run of the camera made for this
+        event's vehicle, if any: a vehicle new to this track may be old to the camera."""
+        window_ms = self._handover_ms.get(event.type)
+        if seen is None or window_ms is None:
+            return None
+        for sighting in reversed(seen.sightings):
+            if sighting.same_vehicle_from_another_run(event, window_ms=window_ms):
+                return GroupState(
+                    violation_id=sighting.violation_id,
+                    last_ts_ms=sighting.ts_ms,
+                    recent_ids=(sighting.violation_id,),
+                )
+        return None
+
+    def _sighted(self, event: ViolationEvent, seen: GroupState | None) -> GroupState | None:
+        """The camera's sightings with this new entry's event added, the stale ones dropped;
+        None when the event cannot be matched across runs anyway."""
+        window_ms = self._handover_ms.get(event.type)
+        if event.tracker_epoch_ms is None or window_ms is None:
+            return None
+        kept = [s for s in (seen.sightings if seen else ()) if event.ts_ms - s.ts_ms <= window_ms]
+        new = Sighting(event.violation_id, event.ts_ms, event.bbox_xywh, event.tracker_epoch_ms)
+        sightings = (*kept, new)[-MAX_SIGHTINGS:]
+        return GroupState(
+            violation_id=event.violation_id,
+            last_ts_ms=max(s.ts_ms for s in sightings),
+            recent_ids=(),
+            sightings=sightings,
+        )
 
     def decide(
         self, event: ViolationEvent, *, group: GroupState | None, now_ms: int

@@ -12,7 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.detector.geometry import BoxXYWH, box_iou, covered_fraction, grown_box, union_box
+from services.common.boxes import BoxXYWH, box_iou, covered_fraction
+from services.detector.geometry import grown_box, union_box
 from services.detector.tracker.sizes import side_by_side
 from services.detector.tracker.track import MIN_HITS, Track
 

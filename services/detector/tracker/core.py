@@ -10,14 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from services.detector.geometry import (
-    BoxXYWH,
-    box_centre,
-    box_intersection,
-    box_iou,
-    covered_fraction,
-    distance,
-)
+from services.common.boxes import BoxXYWH, box_centre, box_intersection, box_iou, covered_fraction
+from services.detector.geometry import distance
 from services.detector.tracker.association import (
     FillFn,
     greedy_matches,

@@ -11,7 +11,7 @@ it on one side only, the vehicle is the trail moved to that side's end.
 
 from __future__ import annotations
 
-from services.detector.geometry import BoxXYWH, covered_fraction
+from services.common.boxes import BoxXYWH, covered_fraction
 
 # Edges of the blob within this many pixels (plus a share of the trail's size) of the
 # trail's have not moved; the blob must have grown past one edge by more than that.

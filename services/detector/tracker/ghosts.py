@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from services.detector.geometry import BoxXYWH
+from services.common.boxes import BoxXYWH
 from services.detector.tracker.track import Track
 
 # A standing track must look like a ghost this many frames running before it is dropped.

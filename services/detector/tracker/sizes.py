@@ -9,7 +9,8 @@ from __future__ import annotations
 import statistics
 from collections import deque
 
-from services.detector.geometry import BoxXYWH, union_box
+from services.common.boxes import BoxXYWH
+from services.detector.geometry import union_box
 
 # Even an articulated bus is less than six times as long as it is wide.
 MAX_ASPECT = 6.0

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.common.arrays import Mask, PointXY
+from services.common.boxes import BoxXYWH, box_centre, box_iou, covered_fraction
 from services.detector.blobs import find_blobs
-from services.detector.geometry import BoxXYWH, box_centre, box_iou, covered_fraction
 from services.detector.tracker.persistence import PersistentForeground
 from services.detector.tracker.sizes import vehicle_shaped
 from services.detector.tracker.track import MERGE_COVER

@@ -13,14 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from services.common.arrays import PointXY
-from services.detector.geometry import (
-    BoxXYWH,
-    box_centre,
-    box_intersection,
-    covered_fraction,
-    distance,
-    grown_box,
-)
+from services.common.boxes import BoxXYWH, box_centre, box_intersection, covered_fraction
+from services.detector.geometry import distance, grown_box
 
 # Observations before a track may claim a shared blob or count as a vehicle: one-frame noise
 # blobs never get there.

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.detector.geometry import BoxXYWH, box_intersection, box_iou
+from services.common.boxes import BoxXYWH, box_intersection, box_iou
 from services.detector.tracker.association import match_score
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from services.common.arrays import PointXY
+from services.common.boxes import BoxXYWH
 from services.common.events import ViolationType
-from services.detector.geometry import BoxXYWH
 from services.detector.rules import ParkingRule, RedLightRule, Zone
 from services.detector.signal import LightState, SignalTimeline
 from services.detector.tracker import Stay, TrackView

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.detector.geometry import BoxXYWH
+from services.common.boxes import BoxXYWH
 from services.detector.rules import RedLightRule
 from services.detector.signal import LightState, SignalTimeline
 from services.detector.tracker import Move, Stay, TrackView

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.detector.geometry import BoxXYWH
+from services.common.boxes import BoxXYWH
 from services.detector.tracker import StandingRegions, Tracker, TrackerSettings, side_by_side
 
 FPS = 10

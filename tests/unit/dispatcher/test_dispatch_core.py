@@ -9,6 +9,7 @@ from services.common.config.catalogue import load_catalogue
 from services.common.events import ViolationEvent, ViolationType
 from services.dispatcher.config import DispatchConfig, GroupingSettings, load_dispatch_config
 from services.dispatcher.core import (
+    MAX_SIGHTINGS,
     DeadLetter,
     DeadLetterReason,
     Dispatch,
@@ -16,6 +17,7 @@ from services.dispatcher.core import (
     Duplicate,
     GroupState,
     Repeat,
+    sightings_key,
 )
 from tests.events import as_messages, make_event
 
@@ -34,6 +36,8 @@ def event(
     violation_type: ViolationType = ViolationType.RED_LIGHT,
     track_id: int = 7,
     ts_ms: int = MONDAY_NOON_MS,
+    bbox_xywh: tuple[int, int, int, int] = (10, 20, 30, 40),
+    tracker_epoch_ms: int | None = None,
 ) -> ViolationEvent:
     return make_event(
         camera_id=camera_id,
@@ -41,6 +45,8 @@ def event(
         violation_type=violation_type,
         track_id=track_id,
         ts_ms=ts_ms,
+        bbox_xywh=bbox_xywh,
+        tracker_epoch_ms=tracker_epoch_ms,
     )
 
 
@@ -195,6 +201,93 @@ def test_grouping_window_zero_disables_grouping() -> None:
     d = Dispatcher(config=config, catalogue=load_catalogue())
     plan = d.plan(as_messages(raw(), raw(ts_ms=MONDAY_NOON_MS + 1)), state={}, now_ms=NOW_MS)
     assert [type(x) for x in plan.decisions] == [Dispatch, Dispatch]
+
+
+OLD_RUN_MS, NEW_RUN_MS = MONDAY_NOON_MS - 600_000, MONDAY_NOON_MS - 20_000
+
+
+def handover_decisions(*events: ViolationEvent, in_one_batch: bool = True) -> list[type]:
+    """The decisions for ``events``, planned in one batch or one batch each."""
+    d = Dispatcher(config=load_dispatch_config(), catalogue=load_catalogue())
+    if in_one_batch:
+        messages = as_messages(*(e.to_json() for e in events))
+        return [type(x) for x in d.plan(messages, state={}, now_ms=NOW_MS).decisions]
+    state: dict[str, GroupState] = {}
+    kinds = []
+    for e in events:
+        plan = d.plan(as_messages(e.to_json()), state=state, now_ms=NOW_MS)
+        state |= plan.groups
+        kinds += [type(x) for x in plan.decisions]
+    return kinds
+
+
+@pytest.mark.parametrize("in_one_batch", [True, False])
+def test_a_vehicle_seen_again_by_the_detector_that_took_the_camera_over_is_a_repeat(
+    in_one_batch: bool,
+) -> None:
+    # The new owner saw the crossing one frame later, a few pixels on, under its own track.
+    old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, bbox_xywh=(100, 200, 60, 120))
+    new = event(
+        track_id=40_003,
+        tracker_epoch_ms=NEW_RUN_MS,
+        ts_ms=old.ts_ms + 200,
+        bbox_xywh=(100, 185, 60, 120),
+    )
+    later_of_new = event(track_id=40_003, tracker_epoch_ms=NEW_RUN_MS, ts_ms=old.ts_ms + 5_000)
+    kinds = handover_decisions(old, new, later_of_new, in_one_batch=in_one_batch)
+    assert kinds == [Dispatch, Repeat, Repeat]
+
+
+def test_the_same_id_from_the_next_detector_run_is_a_duplicate() -> None:
+    # The detector ids violations by their place in the frame, not by track.
+    old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS)
+    new = old.model_copy(update={"track_id": 40_003, "tracker_epoch_ms": NEW_RUN_MS})
+    assert handover_decisions(old, new) == [Dispatch, Duplicate]
+
+
+@pytest.mark.parametrize(
+    ("why", "changes"),
+    [
+        ("one detector run's two vehicles", {"tracker_epoch_ms": OLD_RUN_MS}),
+        ("a box that does not overlap", {"bbox_xywh": (300, 200, 60, 120)}),
+        ("too long after", {"ts_ms": MONDAY_NOON_MS + 2_001}),
+        ("another type", {"violation_type": ViolationType.ILLEGAL_PARKING}),
+        ("another camera", {"camera_id": "wuzhen-cam-02"}),
+        ("an event that names no run", {"tracker_epoch_ms": None}),
+    ],
+)
+def test_what_is_not_the_same_vehicle_across_a_handover_is_a_new_entry(
+    why: str, changes: dict[str, Any]
+) -> None:
+    old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, bbox_xywh=(100, 200, 60, 120))
+    fields: dict[str, Any] = {
+        "track_id": 40_003,
+        "tracker_epoch_ms": NEW_RUN_MS,
+        "ts_ms": MONDAY_NOON_MS + 800,
+        "bbox_xywh": (100, 200, 60, 120),
+    }
+    assert handover_decisions(old, event(**(fields | changes))) == [Dispatch, Dispatch], why
+
+
+def test_a_parked_car_may_be_seen_seconds_apart_across_a_handover() -> None:
+    parked = {"violation_type": ViolationType.ILLEGAL_PARKING, "bbox_xywh": (50, 60, 80, 40)}
+    old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, **parked)
+    new = event(track_id=40_003, tracker_epoch_ms=NEW_RUN_MS, ts_ms=old.ts_ms + 3_200, **parked)
+    assert handover_decisions(old, new) == [Dispatch, Repeat]
+
+
+def test_a_camera_keeps_only_its_latest_sightings() -> None:
+    d = Dispatcher(config=load_dispatch_config(), catalogue=load_catalogue())
+    events = [
+        event(track_id=i, tracker_epoch_ms=OLD_RUN_MS, ts_ms=MONDAY_NOON_MS + i * 100)
+        for i in range(MAX_SIGHTINGS + 3)
+    ]
+    plan = d.plan(as_messages(*(e.to_json() for e in events)), state={}, now_ms=NOW_MS)
+    seen = plan.groups[sightings_key(events[0])]
+    assert [s.violation_id for s in seen.sightings] == [
+        e.violation_id for e in events[-MAX_SIGHTINGS:]
+    ]
+    assert GroupState.from_dict(seen.to_dict()) == seen
 
 
 def test_state_round_trips_and_expires(dispatcher: Dispatcher) -> None:
