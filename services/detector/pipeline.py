@@ -263,6 +263,7 @@ class DetectorPipeline:
                     bbox_xywh=feed.geometry.scale.box_to_scene(t.box_xywh),
                     stationary=t.stationary,
                     established=t.established,
+                    coasting=t.coasting,
                 )
                 for t in tracks
             )

@@ -22,6 +22,9 @@ class SeenTrack:
     stationary: bool
     # Seen several times and seen travelling: a vehicle, not a flicker.
     established: bool
+    # The box is the tracker's prediction: no blob of this frame was the vehicle's own (it
+    # merged with another, or the background swallowed it). A rule sees no move meanwhile.
+    coasting: bool = False
 
     @property
     def centre_xy(self) -> PointXY:
@@ -49,9 +52,10 @@ class FrameResult:
     def to_trace(self) -> dict[str, Any]:
         """The contracts' trace line (Replay, ``--trace``), with ``dropped`` added when set.
 
-        >>> FrameResult(frame=3, ts_ms=1000, signal=LightState.RED,
+        >>> (line,) = FrameResult(frame=3, ts_ms=1000, signal=LightState.RED,
         ...     tracks=(SeenTrack(7, (1, 2, 3, 4), False, True),)).to_trace()["tracks"]
-        [{'track_id': 7, 'bbox_xywh': [1, 2, 3, 4], 'stationary': False, 'established': True}]
+        >>> line["track_id"], line["bbox_xywh"], line["stationary"], line["coasting"]
+        (7, [1, 2, 3, 4], False, False)
         """
         line: dict[str, Any] = {
             "frame": self.frame,
@@ -63,6 +67,7 @@ class FrameResult:
                     "bbox_xywh": list(t.bbox_xywh),
                     "stationary": t.stationary,
                     "established": t.established,
+                    "coasting": t.coasting,
                 }
                 for t in self.tracks
             ],
