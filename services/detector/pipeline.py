@@ -363,7 +363,7 @@ class DetectorPipeline:
             confidence=hit.confidence,
             tracker_epoch_ms=feed.first_ts_ms,
         )
-        frame = next((f for f in self._recent if f.index == hit.frame), None)
+        frame = next((f for f in self._recent if f.index == hit.seen_frame), None)
         if self._evidence is None or frame is None:
             return event
         snapshot = self._evidence.save(event=event, frame=frame, scene=self.scene)

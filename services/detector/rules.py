@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,10 @@ from services.detector.tracker import TrackView, vehicle_shaped
 # A centre that passes just beyond a stop line's painted end still crossed it: scene files
 # are drawn by hand, and a box centre wobbles by a few pixels.
 SEGMENT_MARGIN = 0.05
+# Frame times a red-light rule remembers: a track coasts for fewer frames than this.
+FRAME_TIMES_KEPT = 64
+# A crossing seen on a move longer than this is stamped where the move met the line.
+INTERPOLATED_MOVE_MS = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,9 @@ class RuleHit:
     ts_ms: int
     box_xywh: BoxXYWH
     confidence: float
+    # The frame whose picture shows ``box_xywh``: later than ``frame`` for a crossing made
+    # while the track coasted, stamped at the frame its move met the line.
+    seen_frame: int
 
 
 def _confidence(track: TrackView) -> float:
@@ -51,9 +59,13 @@ class RedLightRule:
         self._direction = travel_direction
         self._crossed: set[int] = set()
         self._pending: list[RuleHit] = []
+        # The capture times of the latest frames, to stamp a crossing made while coasting.
+        self._frame_ts: deque[tuple[int, int]] = deque(maxlen=FRAME_TIMES_KEPT)
 
     def observe(self, track: TrackView, *, frame: int, ts_ms: int) -> None:
         """Record the track's first forward crossing of the line, if it crosses now."""
+        if not self._frame_ts or self._frame_ts[-1][0] != frame:
+            self._frame_ts.append((frame, ts_ms))
         if track.track_id in self._crossed and self._waits_behind(track):
             # The track crossed with a group (riders nose to tail in one blob) and stayed
             # with the one who stopped short of the line: its crossing is still to come.
@@ -89,16 +101,41 @@ class RedLightRule:
         if forward <= 0:
             return
         self._crossed.add(track.track_id)
+        crossed_frame, crossed_ts_ms = self._when_crossed(start, end, move.frames, frame=frame)
         self._pending.append(
             RuleHit(
                 violation_type=ViolationType.RED_LIGHT,
                 track_id=track.track_id,
-                frame=frame,
-                ts_ms=ts_ms,
+                frame=crossed_frame,
+                ts_ms=crossed_ts_ms,
                 box_xywh=track.box_xywh,
                 confidence=_confidence(track),
+                seen_frame=frame,
             )
         )
+
+    def _when_crossed(
+        self, start_xy: PointXY, end_xy: PointXY, frames: int, *, frame: int
+    ) -> tuple[int, int]:
+        """The first frame, and its time, at which the centre was past the line, as the
+        move from ``start_xy`` (``frames`` ago) to ``end_xy`` (now) interpolates it.
+
+        Only a long move (a coast) is interpolated. Over a short one the picture may not
+        have changed in between (a 12 fps camera written at 60 fps repeats each picture
+        five times), so the crossing is first seen, and stamped, where the track was seen.
+        """
+        times = dict(self._frame_ts)
+        started_ms = times.get(frame - frames)
+        if started_ms is None or times[frame] - started_ms <= INTERPOLATED_MOVE_MS:
+            # A frame older than those kept (a very long coast) keeps the frame seen, too.
+            return frame, times[frame]
+        before, after = (
+            past_line_px(p, line_xy=self._line, travel_direction=self._direction)
+            for p in (start_xy, end_xy)
+        )
+        share = min(max(-before / (after - before), 0.0), 1.0) if after > before else 1.0
+        crossed = frame - frames + max(1, math.ceil(share * frames))
+        return crossed, times[crossed]
 
     def _waits_behind(self, track: TrackView) -> bool:
         """Whether the track stands behind the line by a quarter of its own length or more."""
@@ -186,5 +223,6 @@ class ParkingRule:
                     ts_ms=ts_ms,
                     box_xywh=track.box_xywh,
                     confidence=_confidence(track),
+                    seen_frame=frame,
                 )
         return None

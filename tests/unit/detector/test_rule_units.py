@@ -1,4 +1,5 @@
-"""ParkingRule, judging a crossing on amber, and both rules' ``retain``, on hand-made tracks.
+"""ParkingRule, judging a crossing on amber, a crossing made while coasting, and both
+rules' ``retain``, on hand-made tracks.
 
 Working pixels; the zone is the square (100, 100)-(200, 200), its max dwell 10 s.
 """
@@ -13,7 +14,7 @@ from services.common.boxes import BoxXYWH
 from services.common.events import ViolationType
 from services.detector.rules import ParkingRule, RedLightRule, Zone
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import Stay, TrackView
+from services.detector.tracker import Move, Stay, TrackView
 from tests.unit.detector.test_rules import crossing_track
 
 ZONE = Zone(
@@ -162,3 +163,35 @@ def test_red_light_retain_keeps_crossings_not_yet_judged() -> None:
     rule.observe(crossing_track(*CROSSING), frame=10, ts_ms=1000)
     rule.retain(set())
     assert [h.frame for h in rule.judge(timeline([LightState.RED] * 20))] == [10]
+
+
+@pytest.mark.parametrize(
+    ("frame_ms", "stamped_frame"),
+    [
+        (100, 13),  # a 0.6 s coast: the centre passed y 100 half way, at frame 13
+        (16, 16),  # 0.1 s at 60 fps: maybe one picture repeated; stamped where it was seen
+    ],
+)
+def test_a_crossing_made_while_coasting_is_stamped_where_the_move_met_the_line(
+    frame_ms: int, stamped_frame: int
+) -> None:
+    """A bus coasts (its blob merged) from frame 10, its centre at y 130, to frame 16, at
+    y 70. Its box and picture are those of frame 16, where it was seen again."""
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    bus_at = {10: (100.0, 80.0, 24.0, 100.0), 16: (100.0, 20.0, 24.0, 100.0)}
+    for frame in range(10, 16):  # coasting: no move seen, only the frame times
+        rule.observe(parked(anchor=None), frame=frame, ts_ms=frame * frame_ms + 7)
+    coasted = TrackView(
+        track_id=1,
+        box_xywh=bus_at[16],
+        size_wh=(24.0, 100.0),
+        hits=30,
+        established=True,
+        coasting=False,
+        last_move=Move(from_box_xywh=bus_at[10], to_box_xywh=bus_at[16], frames=6),
+        stay=None,
+    )
+    rule.observe(coasted, frame=16, ts_ms=16 * frame_ms + 7)
+    (hit,) = rule.judge(timeline([LightState.RED] * 20))
+    assert (hit.frame, hit.ts_ms) == (stamped_frame, stamped_frame * frame_ms + 7)
+    assert (hit.seen_frame, hit.box_xywh) == (16, bus_at[16])
