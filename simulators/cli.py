@@ -171,8 +171,7 @@ def _stream(cameras: list[SimulatedCamera], url: str, *, realtime: bool) -> None
                 bus, cameras, realtime=realtime, on_frame=lambda _f: progress.advance(task)
             )
     except BusError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}")
-        raise typer.Exit(code=1) from None
+        raise fail(f"--to {url}: {exc}") from None
     finally:
         bus.close()
     console.out.print(f"[green]ok[/green] published {count} frames to {escape(url)}")
@@ -296,8 +295,7 @@ def simulate_live(  # noqa: PLR0917
                 finally:
                     shares.close()
         except BusError as exc:
-            err.print(f"[red]error[/red] {exc}")
-            raise typer.Exit(code=1) from None
+            raise fail(f"--to {to}: {exc}") from None
         finally:
             bus.close()
     console.out.print(

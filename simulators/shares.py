@@ -23,7 +23,7 @@ from kafka import KafkaConsumer
 from kafka.errors import KafkaError
 
 from services.common.bus import BusError, TopicSpec
-from services.common.bus.kafka import KafkaBus
+from services.common.bus.kafka import BOOTSTRAP_TIMEOUT_MS, KafkaBus
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class KafkaCameraShares:
             self._consumer = KafkaConsumer(
                 topic,
                 bootstrap_servers=bus.bootstrap_servers,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
                 client_id="citybrain-simulator",
                 group_id=group_id,
                 enable_auto_commit=False,

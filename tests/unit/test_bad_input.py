@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,10 @@ CASES = {
         lambda t: ["detect", "--source", DEAD_KAFKA, "--bus", "memory://", "--metrics-port", "0"],
         lambda t: f"--source {DEAD_KAFKA}: cannot reach Kafka at 127.0.0.1:9",
     ),
+    "simulate-to-that-does-not-answer": Case(
+        lambda t: ["simulate", "--camera", "wuzhen-cam-01", "--seconds", "1", "--to", DEAD_KAFKA],
+        lambda t: f"--to {DEAD_KAFKA}: cannot reach Kafka at 127.0.0.1:9",
+    ),
     "dispatch-bus-that-does-not-answer": Case(
         lambda t: ["dispatch", "--bus", DEAD_KAFKA, "--queue", "redis://127.0.0.1:9"],
         lambda t: "cannot reach Kafka at 127.0.0.1:9",
@@ -178,15 +183,39 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
-def test_bad_input_gets_one_line_naming_it_and_exit_2(case: Case, tmp_path: Path) -> None:
-    result = runner.invoke(app, case.args(tmp_path))
+def one_error_line(args: list[str]) -> str:
+    """The command's one error line, after checking it exits 2 with no traceback."""
+    result = runner.invoke(app, args)
     errors = [line for line in result.output.splitlines() if line.startswith("error ")]
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert "Traceback" not in result.output
     assert len(errors) == 1, result.output
-    assert case.expect(tmp_path) in errors[0], result.output
+    return errors[0]
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_bad_input_gets_one_line_naming_it_and_exit_2(case: Case, tmp_path: Path) -> None:
+    assert case.expect(tmp_path) in one_error_line(case.args(tmp_path))
+
+
+def test_a_port_that_accepts_but_never_speaks_kafka_fails_in_seconds() -> None:
+    """kafka-python would wait 30 s for a bootstrap answer; ours waits 10."""
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        # The listen backlog accepts the connections; nobody ever reads or answers.
+        line = one_error_line(
+            [
+                "simulate",
+                "--camera",
+                "wuzhen-cam-01",
+                "--seconds",
+                "1",
+                "--to",
+                f"kafka://127.0.0.1:{port}",
+            ]
+        )
+    assert f"cannot reach Kafka at 127.0.0.1:{port}: no answer within 10 s" in line
 
 
 def test_markup_in_an_error_is_printed_literally(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
 from services.common.bus import MAX_MESSAGE_BYTES, BusError, BusMessage, Headers, TopicSpec
@@ -23,8 +23,25 @@ log = logging.getLogger(__name__)
 
 # How long a start-up check waits for a TCP connection to a bootstrap server.
 PROBE_TIMEOUT_S = 5.0
+# How long a client waits for a bootstrap server to answer (kafka-python's default is 30 s):
+# a port that accepts connections but never speaks Kafka fails within this.
+BOOTSTRAP_TIMEOUT_MS = 10_000
 
 # Large enough for a 1080p JPEG frame; the topics are created with the same limit.
+
+
+def unreachable(bootstrap_servers: str, exc: KafkaError) -> BusError:
+    """The one-line error for a Kafka client that could not start.
+
+    >>> str(unreachable("127.0.0.1:9", KafkaTimeoutError("Unable to bootstrap from x")))
+    'cannot reach Kafka at 127.0.0.1:9: no answer within 10 s'
+    """
+    if isinstance(exc, KafkaTimeoutError):
+        return BusError(
+            f"cannot reach Kafka at {bootstrap_servers}: "
+            f"no answer within {BOOTSTRAP_TIMEOUT_MS // 1000} s"
+        )
+    return BusError(f"cannot reach Kafka at {bootstrap_servers}: {exc}")
 
 
 class KafkaBus:
@@ -40,6 +57,7 @@ class KafkaBus:
             try:
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap_servers,
+                    bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
                     client_id=self._client_id,
                     acks="all",
                     enable_idempotence=True,
@@ -49,7 +67,7 @@ class KafkaBus:
                     delivery_timeout_ms=120_000,
                 )
             except KafkaError as exc:
-                raise BusError(f"cannot reach Kafka at {self.bootstrap_servers}: {exc}") from exc
+                raise unreachable(self.bootstrap_servers, exc) from exc
         return self._producer
 
     def _probe(self) -> None:
@@ -72,10 +90,12 @@ class KafkaBus:
         self._probe()
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=self.bootstrap_servers, client_id=self._client_id
+                bootstrap_servers=self.bootstrap_servers,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                client_id=self._client_id,
             )
         except KafkaError as exc:
-            raise BusError(f"cannot reach Kafka at {self.bootstrap_servers}: {exc}") from exc
+            raise unreachable(self.bootstrap_servers, exc) from exc
         try:
             existing = set(admin.list_topics())
             wanted: dict[str, dict[str, Any]] = {
@@ -102,10 +122,12 @@ class KafkaBus:
         """How many partitions ``topic`` has; 0 if it does not exist."""
         try:
             consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap_servers, client_id=self._client_id
+                bootstrap_servers=self.bootstrap_servers,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
+                client_id=self._client_id,
             )
         except KafkaError as exc:
-            raise BusError(f"cannot reach Kafka at {self.bootstrap_servers}: {exc}") from exc
+            raise unreachable(self.bootstrap_servers, exc) from exc
         try:
             return len(consumer.partitions_for_topic(topic) or ())
         finally:
@@ -151,6 +173,7 @@ class KafkaBus:
             consumer = KafkaConsumer(
                 **timeouts,
                 bootstrap_servers=self.bootstrap_servers,
+                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
                 client_id=self._client_id,
                 group_id=group_id,
                 enable_auto_commit=False,
@@ -158,7 +181,7 @@ class KafkaBus:
                 max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
             )
         except KafkaError as exc:
-            raise BusError(f"cannot reach Kafka at {self.bootstrap_servers}: {exc}") from exc
+            raise unreachable(self.bootstrap_servers, exc) from exc
         replay = HandoverReplay(consumer, replay_ms=round(handover_replay_s * 1000))
         consumer.subscribe(list(topics), listener=replay)
         return KafkaBusConsumer(consumer, replay=replay, group_id=group_id)
