@@ -76,12 +76,13 @@ class GroupingSettings(StrictModel):
         ),
     )
     handover_s: dict[ViolationType, Annotated[float, Field(ge=0, le=600)]] = Field(
-        default_factory=lambda: {ViolationType.RED_LIGHT: 2.0, ViolationType.ILLEGAL_PARKING: 60.0},
+        default_factory=lambda: {ViolationType.RED_LIGHT: 2.0, ViolationType.ILLEGAL_PARKING: 6.0},
         description=(
             "per violation type: an event from another detector run of the camera (after a "
             "handover or a restart) whose box overlaps an entry's within this many seconds "
             "is the same vehicle, and raises that entry's counter; a type left out is never "
-            "matched across runs"
+            "matched across runs. Keep parking's below the cameras' shortest max_dwell_s: the "
+            "next car to park on the same spot is reported at least that much later"
         ),
     )
 

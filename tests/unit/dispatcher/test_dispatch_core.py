@@ -274,6 +274,12 @@ def test_a_parked_car_may_be_seen_seconds_apart_across_a_handover() -> None:
     old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, **parked)
     new = event(track_id=40_003, tracker_epoch_ms=NEW_RUN_MS, ts_ms=old.ts_ms + 3_200, **parked)
     assert handover_decisions(old, new) == [Dispatch, Repeat]
+    # The next car on that spot dwells its own max_dwell_s (8 s at least in the shipped
+    # scenes) after the first one's report: a vehicle of its own.
+    next_car = event(
+        track_id=40_009, tracker_epoch_ms=NEW_RUN_MS, ts_ms=old.ts_ms + 8_000, **parked
+    )
+    assert handover_decisions(old, next_car) == [Dispatch, Dispatch]
 
 
 def test_a_camera_keeps_only_its_latest_sightings() -> None:
