@@ -206,28 +206,22 @@ class _Place:
     timezone: str
 
 
+def sightings_key(event: ViolationEvent) -> str:
+    """Where a camera's recent entries of one type are kept: :func:`group_key` without the
+    track."""
+    return f"{event.camera_id}|{event.type.value}"
+
+
 def group_key(event: ViolationEvent) -> str:
     """The Alertmanager-style grouping key: same vehicle, camera and type.
 
     >>> e = ViolationEvent.from_dict({"violation_id": "v", "type": "red_light",
     ...     "camera_id": "wuzhen-cam-01", "city": "wuzhen", "frame": 1, "ts_ms": 1,
     ...     "track_id": 7, "bbox_xywh": [0, 0, 1, 1], "confidence": 0.5})
-    >>> group_key(e)
-    'wuzhen-cam-01|red_light|7'
+    >>> group_key(e), sightings_key(e)
+    ('wuzhen-cam-01|red_light|7', 'wuzhen-cam-01|red_light')
     """
-    return f"{event.camera_id}|{event.type.value}|{event.track_id}"
-
-
-def sightings_key(event: ViolationEvent) -> str:
-    """Where a camera's recent entries of one type are kept: no track in it.
-
-    >>> e = ViolationEvent.from_dict({"violation_id": "v", "type": "red_light",
-    ...     "camera_id": "wuzhen-cam-01", "city": "wuzhen", "frame": 1, "ts_ms": 1,
-    ...     "track_id": 7, "bbox_xywh": [0, 0, 1, 1], "confidence": 0.5})
-    >>> sightings_key(e)
-    'wuzhen-cam-01|red_light'
-    """
-    return f"{event.camera_id}|{event.type.value}"
+    return f"{sightings_key(event)}|{event.track_id}"
 
 
 def parse(raw: bytes, *, max_bytes: int) -> ViolationEvent | DeadLetter:
