@@ -7,6 +7,7 @@ still the one we started (same PID and start time), so a recycled PID is never s
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -126,12 +127,19 @@ def terminate(process: psutil.Process, *, timeout_s: float) -> str:
         return "stopped"
 
 
+# What polling a service that is not up yet may raise. Besides refusals and timeouts: a free
+# port in the ephemeral range can connect to itself (TCP simultaneous open, when the kernel
+# picks that very port as the source), and the client reads its own request back as the
+# reply (``http.client.BadStatusLine: GET /metrics HTTP/1.1``; seen once in `stack up`).
+NOT_ANSWERING = (urllib.error.URLError, http.client.HTTPException, OSError, ValueError)
+
+
 def http_ok(url: str, *, timeout_s: float = 1.0) -> bool:
     """Whether ``url`` answers 200."""
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
+    except NOT_ANSWERING:
         return False
 
 
@@ -142,7 +150,7 @@ def http_text(url: str, *, timeout_s: float = 2.0) -> str | None:
             if response.status != 200:
                 return None
             return bytes(response.read()).decode("utf-8", errors="replace")
-    except (urllib.error.URLError, OSError, ValueError):
+    except NOT_ANSWERING:
         return None
 
 
