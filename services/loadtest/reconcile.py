@@ -13,7 +13,8 @@ first, to a control-center entry of the same camera and type within the type's t
 - any other entry in the window is ``extra`` (a false detection).
 
 Entries and truths outside the window are not scored: a camera's first seconds are spent
-learning its background, and a violation in the last seconds may not be decided yet.
+learning its background, and a violation in the last seconds may not be decided yet. They
+are still matched, so an entry inside the window for a truth just outside it is no extra.
 """
 
 from __future__ import annotations
@@ -119,17 +120,23 @@ def reconcile(
     1
     """
     start, end = window_ms
-    scored = [t for t in truths if start <= t.ts_ms <= end]
     margin = int(max(TOLERANCE_S.values()) * 1000)
-    # Entries just outside the window may still belong to a scored truth.
+    # Truths and entries just outside the window still pair up, so that neither side of a
+    # pair that straddles an edge is scored alone (a lost truth, an extra entry).
+    nearby = [t for t in truths if start - margin <= t.ts_ms <= end + margin]
     candidates = [e for e in entries if start - margin <= e.ts_ms <= end + margin]
-    result = Reconciliation(
-        expected=len(scored), found=sum(start <= e.ts_ms <= end for e in candidates)
-    )
-    truth_entry = _match(scored, candidates)
-    result.matched = len(truth_entry)
-    matched = [scored[ti] for ti in truth_entry]
+    scored = {ti for ti, t in enumerate(nearby) if start <= t.ts_ms <= end}
+    truth_entry = _match(nearby, candidates)
     used = set(truth_entry.values())
+    of_unscored = {ei for ti, ei in truth_entry.items() if ti not in scored}
+    result = Reconciliation(
+        expected=len(scored),
+        found=sum(
+            start <= e.ts_ms <= end for ei, e in enumerate(candidates) if ei not in of_unscored
+        ),
+        matched=sum(ti in scored for ti in truth_entry),
+    )
+    matched = [nearby[ti] for ti in truth_entry]
     for ei, entry in enumerate(candidates):
         if ei in used:
             continue
@@ -140,9 +147,9 @@ def reconcile(
     drops: dict[str, list[int]] = defaultdict(list)
     for drop in source_drops:
         drops[drop.camera_id].append(drop.ts_ms)
-    for ti, truth in enumerate(scored):
-        if ti not in truth_entry:
-            _file_loss(result, truth, handovers=handovers, drops=drops.get(truth.camera_id, []))
+    for ti in sorted(scored - truth_entry.keys()):
+        truth = nearby[ti]
+        _file_loss(result, truth, handovers=handovers, drops=drops.get(truth.camera_id, []))
     return result
 
 

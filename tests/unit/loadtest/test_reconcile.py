@@ -66,6 +66,20 @@ def test_only_the_window_is_scored() -> None:
     assert result.expected == 1 and len(result.lost) == 1 and not result.extra
 
 
+def test_a_pair_that_straddles_the_window_edge_is_neither_lost_nor_extra() -> None:
+    window = (10_000, 60_000)
+    # A truth just before the start, reported just after it; one just inside the end,
+    # reported just after it.
+    result = reconcile(
+        [truth(9_900), truth(59_900)], [entry(10_100), entry(60_400)], window_ms=window
+    )
+    assert result.counts() == {
+        "expected": 1, "found": 0, "lost": 0, "lost_in_handover": 0, "lost_at_source": 0,
+        "duplicated": 0, "extra": 0,
+    }  # fmt: skip
+    assert result.matched == 1
+
+
 def test_percentiles_are_nearest_rank() -> None:
     assert percentiles(list(range(1, 101))) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
     assert percentiles([]) == {}
