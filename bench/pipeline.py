@@ -59,6 +59,9 @@ RATES_PER_S = (1_000, 2_000)
 WARMUP_EVENTS = 100
 METRICS_PORT = 16_166
 DRAIN_TIMEOUT_S = 300
+# Every event names a tracker run, as a detector's do, so the dispatcher keeps and checks
+# each camera's recent sightings (one run: none is ever a handover twin).
+TRACKER_EPOCH_MS = int(time.time() * 1000)
 
 
 def violations(n: int, *, first_track: int = 0) -> list[ViolationEvent]:
@@ -74,6 +77,7 @@ def violations(n: int, *, first_track: int = 0) -> list[ViolationEvent]:
             track_id=first_track + i,
             bbox_xywh=(10, 20, 30, 40),
             confidence=0.9,
+            tracker_epoch_ms=TRACKER_EPOCH_MS,
         )
         for i in range(n)
     ]
@@ -103,6 +107,7 @@ def publish_steady(bus: KafkaBus, topic: str, *, rate_per_s: int, seconds: float
             track_id=rate_per_s * 1_000_000 + i,
             bbox_xywh=(10, 20, 30, 40),
             confidence=0.9,
+            tracker_epoch_ms=TRACKER_EPOCH_MS,
         )
         bus.publish(topic, event.to_json(), key=camera.encode())
     bus.flush()
