@@ -29,9 +29,9 @@ from services.common.config.catalogue import (
     load_catalogue,
     scene_path,
 )
-from services.common.config.loader import load_model
+from services.common.config.loader import ConfigError, load_model, read_yaml
+from services.common.config.paths import SIMULATOR_FILE, config_path
 from services.common.config.scene import SceneConfig
-from simulators.config import load_simulator_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ def write_fleet(
 ) -> FleetPaths:
     """Write a fleet of ``cameras`` cameras at ``fps`` under ``root``; returns its paths."""
     catalogue = load_catalogue(catalogue_file)
-    traffic = load_simulator_config(simulator_config_path)
+    traffic = _traffic_by_camera(simulator_config_path or config_path(SIMULATOR_FILE))
     base_ids = catalogue.camera_ids()
     paths = FleetPaths(root)
     paths.scenes.mkdir(parents=True, exist_ok=True)
@@ -105,7 +105,8 @@ def write_fleet(
         entry = camera.model_dump(mode="json")
         entry.update(camera_id=camera_id, scene=f"scenes/{camera_id}.yaml")
         cities["cities"][city_key]["cameras"].append(entry)
-        traffic_out[camera_id] = traffic.traffic(base_id).model_dump(mode="json")
+        # A camera the file does not name gets the simulator's defaults, as does its copy.
+        traffic_out[camera_id] = traffic.get(base_id, {})
     cities["cities"] = {k: v for k, v in cities["cities"].items() if v["cameras"]}
     Catalogue.model_validate(cities)
     paths.catalogue.write_text(yaml.safe_dump(cities, sort_keys=False), encoding="utf-8")
@@ -114,6 +115,24 @@ def write_fleet(
     )
     paths.order.write_text(yaml.safe_dump({"cameras": ids}), encoding="utf-8")
     return paths
+
+
+def _traffic_by_camera(path: Path) -> dict[str, object]:
+    """The simulator file's settings per camera, as written: each simulator validates the
+    fleet's copy when it starts, and the stack, which only copies them, need not know them.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = Path(folder) / "simulator.yaml"
+    ...     _ = path.write_text("cameras: {a-1: {arrivals_per_min: 4}}")
+    ...     _traffic_by_camera(path)
+    {'a-1': {'arrivals_per_min': 4}}
+    """
+    data = read_yaml(path)
+    cameras = data.get("cameras", {}) if isinstance(data, dict) else None
+    if not isinstance(cameras, dict):
+        raise ConfigError(str(path), ["cameras: must be a mapping of camera id to settings"])
+    return {str(camera_id): settings for camera_id, settings in cameras.items()}
 
 
 def _find(catalogue: Catalogue, camera_id: str) -> tuple[str, Camera]:

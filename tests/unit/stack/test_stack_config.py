@@ -14,6 +14,7 @@ from services.stack.config import DEFAULT_STACK_PATH, StackConfig, load_stack_co
 from services.stack.fleet import write_fleet
 from services.stack.plan import StackPaths, plan_services, scrape_targets
 from services.stack.prometheus import render_local_config
+from simulators.config import load_simulator_config
 
 
 def write(tmp_path: Path, data: object) -> Path:
@@ -84,6 +85,10 @@ def test_fleet_copies_keep_scene_and_district_at_the_fleet_rate(tmp_path: Path) 
     assert scene.camera_id == "wuzhen-cam-01-r001" and scene.fps == 5
     traffic = yaml.safe_load(paths.simulator_config.read_text())["cameras"]
     assert traffic["wuzhen-cam-01-r001"] == traffic["wuzhen-cam-01"]
+    # The simulators read the fleet's file as they read the shipped one.
+    written, shipped = load_simulator_config(paths.simulator_config), load_simulator_config()
+    assert written.traffic("wuzhen-cam-01-r001") == shipped.traffic("wuzhen-cam-01")
+    assert written.traffic("wuzhen-cam-02-r001") == shipped.traffic("wuzhen-cam-02")
 
 
 def test_local_prometheus_scrapes_local_targets_with_the_alert_rules() -> None:
