@@ -314,9 +314,12 @@ class Dispatcher:
         """The group of the entry that another detector run of the camera made for this
         event's vehicle, if any: a vehicle new to this track may be old to the camera."""
         window_ms = self._handover_ms.get(event.type)
-        if seen is None or window_ms is None:
+        epoch = event.tracker_epoch_ms
+        if seen is None or window_ms is None or epoch is None:
             return None
-        for sighting in reversed(seen.sightings):
+        # Almost always every sighting is this run's own: that is checked first, cheaply.
+        others = [s for s in seen.sightings if s.tracker_epoch_ms != epoch]
+        for sighting in reversed(others):
             if sighting.same_vehicle_from_another_run(event, window_ms=window_ms):
                 return GroupState(
                     violation_id=sighting.violation_id,
@@ -331,14 +334,15 @@ class Dispatcher:
         window_ms = self._handover_ms.get(event.type)
         if event.tracker_epoch_ms is None or window_ms is None:
             return None
-        kept = [s for s in (seen.sightings if seen else ()) if event.ts_ms - s.ts_ms <= window_ms]
-        new = Sighting(event.violation_id, event.ts_ms, event.bbox_xywh, event.tracker_epoch_ms)
-        sightings = (*kept, new)[-MAX_SIGHTINGS:]
+        ts_ms = event.ts_ms
+        kept = [s for s in (seen.sightings if seen else ()) if ts_ms - s.ts_ms <= window_ms]
+        kept.append(Sighting(event.violation_id, ts_ms, event.bbox_xywh, event.tracker_epoch_ms))
         return GroupState(
             violation_id=event.violation_id,
-            last_ts_ms=max(s.ts_ms for s in sightings),
+            # What was dropped is older than this event: the newest time is one of the two.
+            last_ts_ms=max(seen.last_ts_ms, ts_ms) if seen else ts_ms,
             recent_ids=(),
-            sightings=sightings,
+            sightings=tuple(kept[-MAX_SIGHTINGS:]),
         )
 
     def decide(
