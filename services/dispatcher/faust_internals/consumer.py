@@ -1,4 +1,4 @@
-"""faust's Kafka transport, with four changes to its consumer loop.
+"""faust's Kafka transport, with four changes to its consumer loop and a bounded stop.
 
 All keep faust's semantics (flow control during rebalances, paused partitions while a
 buffer is full, commits only up to acked offsets); they remove waiting and work that those
@@ -28,6 +28,8 @@ semantics do not need.
   A callback almost never suspends (it only does while flow control or a full buffer holds
   it), so this consumer first steps it by hand; only one that suspends is raced against
   ``suspend_flow`` as faust does, from where it suspended.
+- **Bounded stop.** A stop waits at most ``CONSUMER_STOP_TIMEOUT_S`` for the consumer
+  thread, not mode's 60 s, so that SIGTERM is honoured with the broker down.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ T = TypeVar("T")
 # How long one fetch may wait while some partitions are paused for a full buffer: short,
 # so that a partition that resumes meanwhile is fetched again within this long.
 PAUSED_FETCH_WAIT_S = 0.02
+# How long a stop waits for the consumer thread (see ConsumerThread).
+CONSUMER_STOP_TIMEOUT_S = 5.0
 
 
 @types.coroutine
@@ -110,7 +114,13 @@ class BatchSink(Protocol):
 
 class ConsumerThread(aiokafka.AIOKafkaConsumerThread):
     """faust's consumer thread, whose aiokafka consumer waits as briefly as its faust
-    consumer says."""
+    consumer says, and which is given up on after ``shutdown_timeout`` when it cannot stop.
+    """
+
+    # mode waits 60 s for a service thread to shut down. With the broker gone, aiokafka's
+    # fetcher never finishes closing, and SIGTERM took a minute; nothing can be committed
+    # then anyway, and what was not committed is delivered again (the queue de-duplicates).
+    shutdown_timeout = CONSUMER_STOP_TIMEOUT_S
 
     def _create_worker_consumer(self, transport: aiokafka.Transport) -> AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
