@@ -23,6 +23,7 @@ import os
 import re
 import socket
 import subprocess
+import urllib.request
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -170,6 +171,22 @@ class ServiceCtl:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def metrics_text(port: int) -> str:
+    """What a process serves on ``/metrics`` at ``port``; empty while it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+    except OSError:
+        return ""
 
 
 def _local_port(host: str, port: int | None, what: str) -> int:

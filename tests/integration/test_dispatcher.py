@@ -28,7 +28,7 @@ import redis
 from services.common.bus.kafka import KafkaBus
 from services.common.events import ViolationEvent, ViolationType
 from tests.events import make_event
-from tests.integration.conftest import ServiceCtl
+from tests.integration.conftest import ServiceCtl, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # The active interpreter's console script: make honours an active virtualenv, not only .venv.
@@ -84,12 +84,6 @@ class Workload:
         return cls(messages, {e.violation_id for e in events}, len(malformed))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Dispatcher:
     """One ``citybrain dispatch`` subprocess; start() again after a kill to restart it."""
@@ -99,7 +93,7 @@ class Dispatcher:
     name: str
     log_dir: Path
     topic: str = ""
-    port: int = field(default_factory=_free_port)
+    port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import kafka
@@ -20,7 +18,7 @@ from services.common.bus.kafka import KafkaBus
 from services.common.events import VIOLATIONS_TOPIC
 from services.dispatcher.bus_worker import EMBEDDED_GROUP_ID
 from tests.events import make_event
-from tests.integration.conftest import ServiceCtl
+from tests.integration.conftest import ServiceCtl, free_port, metrics_text
 
 # Bounds on how long the test waits, not timings it measures.
 START_S = 120
@@ -28,18 +26,8 @@ START_S = 120
 STOP_S = 10
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _retries(port: int) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return 0.0
+    text = metrics_text(port)
     match = re.search(r"^citybrain_redis_write_retries_total (\S+)$", text, re.MULTILINE)
     return float(match[1]) if match else 0.0
 
@@ -69,7 +57,7 @@ def test_run_stops_on_sigterm_with_redis_down(
     finally:
         producer.close()
     redis_ctl.stop()
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "run.log"
     log = log_path.open("w")
     proc = subprocess.Popen(

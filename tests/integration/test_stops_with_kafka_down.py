@@ -8,16 +8,14 @@ possible").
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ServiceCtl
+from tests.integration.conftest import ServiceCtl, free_port, metrics_text
 
 # Bounds on how long the test waits, not timings it measures.
 START_S = 120
@@ -26,19 +24,9 @@ START_S = 120
 STOP_S = 15
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _holds_partitions(port: int) -> bool:
     """Whether the dispatcher reports consumer lag: its group gave it partitions."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            return "citybrain_consumer_lag_messages{" in resp.read().decode()
-    except OSError:
-        return False
+    return "citybrain_consumer_lag_messages{" in metrics_text(port)
 
 
 def test_sigterm_with_the_broker_down_stops_dispatch(
@@ -48,7 +36,7 @@ def test_sigterm_with_the_broker_down_stops_dispatch(
     kafka_ctl: ServiceCtl,
     unique_name: str,
 ) -> None:
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "dispatch.log"
     log = log_path.open("w")
     proc = subprocess.Popen(
