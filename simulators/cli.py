@@ -26,6 +26,7 @@ from services.common import console
 from services.common.bus import Bus, BusError, open_bus
 from services.common.bus.kafka import KafkaBus
 from services.common.config.catalogue import load_catalogue
+from services.common.config.fleet_order import load_fleet_order
 from services.common.config.loader import ConfigError
 from services.common.console import CatalogueOption, err, fail, parse_resolution
 from services.detector.sources import register_scene_source
@@ -224,6 +225,16 @@ def simulate_live(  # noqa: PLR0917
         str, typer.Option(help="The address /metrics binds (0.0.0.0 in a container).")
     ] = "127.0.0.1",
     seed: Annotated[int, typer.Option(help="Traffic seed of the first chunk.")] = 0,
+    fleet_order: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML `cameras: [ID, ...]` listing the whole fleet (`citybrain stack up` "
+            "writes one): camera i of the list goes to `frames` partition i mod the partition "
+            "count, so partitions, and the detectors sharing them, get equal numbers of "
+            "cameras. Without it the camera id's hash picks, which is lumpy for a few dozen "
+            "cameras.",
+        ),
+    ] = None,
     catalogue: CatalogueOption = None,
     config: SimulatorConfigOption = None,
 ) -> None:
@@ -236,8 +247,11 @@ def simulate_live(  # noqa: PLR0917
             load_camera_setup(c, catalogue_path=catalogue, simulator_config_path=config).scene.fps
             for c in camera_ids
         }
+        slots = load_fleet_order(fleet_order).slots() if fleet_order else {}
     except (UnknownCameraError, ConfigError) as exc:
         raise fail(str(exc)) from None
+    if unlisted := [c for c in camera_ids if fleet_order and c not in slots]:
+        raise fail(f"--fleet-order {fleet_order}: does not list {', '.join(unlisted)}")
     if len(fps) != 1:
         raise fail(f"--camera: the cameras of one feed must share a frame rate, got {sorted(fps)}")
     try:
@@ -259,6 +273,7 @@ def simulate_live(  # noqa: PLR0917
         start_ts_ms=start_ts_ms or int(time.time() * 1000),
         seconds=seconds or None,
         seed=seed,
+        slots=slots,
     )
     metrics = LiveFeedMetrics.create(registry)
     total = LiveFeedSummary()

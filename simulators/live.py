@@ -15,9 +15,9 @@ import heapq
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -48,6 +48,9 @@ class LiveFeedSettings:
     chunk_s: float = 120.0
     quality: int = 85
     seed: int = 0
+    # Each camera's slot in its fleet (see ``services.common.config.fleet_order``); a
+    # camera without one goes to the partition its id hashes to.
+    slots: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -210,7 +213,11 @@ def _stream_chunk(
         )
         assert live.jpeg is not None
         bus.publish(
-            FRAMES_TOPIC.name, live.jpeg, key=live.camera_id.encode(), headers=live.headers()
+            FRAMES_TOPIC.name,
+            live.jpeg,
+            key=live.camera_id.encode(),
+            headers=live.headers(),
+            slot=settings.slots.get(live.camera_id),
         )
         metrics.published.labels(camera_id=camera.camera_id).inc()
         metrics.behind_seconds.set(max(time.time() * 1000 - ts_ms, 0) / 1000)

@@ -223,7 +223,8 @@ def _start_generator(
         *camera_args, "--seconds", f"{spec.seconds:g}", "--start-ts-ms", str(start_ms),
         "--resolution", spec.resolution, "--truth", str(run_dir / f"truth-{index + 1}.jsonl"),
         "--metrics-port", str(port), "--catalogue", str(paths.fleet.catalogue),
-        "--config", str(paths.fleet.simulator_config), "--seed", str(start_ms // 1000 % 100_000),
+        "--config", str(paths.fleet.simulator_config), "--fleet-order", str(paths.fleet.order),
+        "--seed", str(start_ms // 1000 % 100_000),
     ]  # fmt: skip
     (run_dir / f"truth-{index + 1}.jsonl").unlink(missing_ok=True)
     with (run_dir / f"generator-{index + 1}.log").open("ab") as log:

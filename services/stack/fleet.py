@@ -29,6 +29,7 @@ from services.common.config.catalogue import (
     load_catalogue,
     scene_path,
 )
+from services.common.config.fleet_order import load_fleet_order
 from services.common.config.loader import ConfigError, load_model, read_yaml
 from services.common.config.paths import SIMULATOR_FILE, config_path
 from services.common.config.scene import SceneConfig
@@ -58,8 +59,7 @@ class FleetPaths:
 
     def camera_ids(self) -> list[str]:
         """The fleet's camera ids in fleet order (the catalogue lists them by city)."""
-        data = yaml.safe_load(self.order.read_text(encoding="utf-8"))
-        return [str(camera_id) for camera_id in data["cameras"]]
+        return load_fleet_order(self.order).cameras
 
 
 def fleet_camera_ids(base_ids: list[str], *, count: int) -> list[str]:

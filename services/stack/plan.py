@@ -188,6 +188,7 @@ def plan_services(
                 argv=_citybrain(
                     "simulate-live", "--to", urls.bus, *camera_args,
                     "--catalogue", str(fleet.catalogue), "--config", str(fleet.simulator_config),
+                    "--fleet-order", str(fleet.order),
                     "--resolution", config.fleet.resolution, "--metrics-port", str(port),
                     "--truth", str(paths.truth / f"simulator-{i + 1}.jsonl"),
                 ),

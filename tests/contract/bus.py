@@ -55,6 +55,26 @@ class BusContract:
             sequence = [int(m.value.split(b":")[1]) for m in got if m.key == key]
             assert sequence == sorted(sequence) and len(sequence) == 10
 
+    def test_a_slot_picks_the_partition(
+        self, bus: Bus, topic: str, group: Callable[[], str]
+    ) -> None:
+        for round_ in range(2):
+            for slot in range(7):
+                bus.publish(topic, f"{round_}".encode(), key=f"cam-{slot}".encode(), slot=slot)
+        bus.flush()
+        consumer = bus.subscribe([topic], group_id=group())
+        try:
+            got = drain(consumer, 14)
+        finally:
+            consumer.close()
+        assert len(got) == 14
+        assert {(m.key, m.partition) for m in got} == {
+            (f"cam-{slot}".encode(), slot % 3) for slot in range(7)
+        }
+        for slot in range(7):
+            rounds = [m.value for m in got if m.key == f"cam-{slot}".encode()]
+            assert rounds == [b"0", b"1"]
+
     def test_key_and_headers_survive(self, bus: Bus, topic: str, group: Callable[[], str]) -> None:
         bus.publish(topic, b"payload", key=b"k", headers=(("camera_id", b"wuzhen-cam-01"),))
         bus.flush()

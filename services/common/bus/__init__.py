@@ -69,9 +69,20 @@ class Bus(Protocol):
         ...
 
     def publish(
-        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        slot: int | None = None,
     ) -> None:
-        """Queue one message; messages with the same key keep their order."""
+        """Queue one message; messages with the same key keep their order.
+
+        The key's hash picks the partition, unless ``slot`` is given: the message then goes
+        to partition ``slot`` mod the topic's partition count, so keys given consecutive
+        slots spread evenly. Every message of one key must give the same slot.
+        """
         ...
 
     def flush(self, timeout_s: float = 30.0) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.structs import OffsetAndMetadata
 
@@ -134,10 +135,19 @@ class KafkaBus:
             consumer.close()
 
     def publish(
-        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        slot: int | None = None,
     ) -> None:
         try:
-            self._producer_client().send(topic, value=value, key=key, headers=list(headers))
+            producer = self._producer_client()
+            # The producer's cached metadata; it waits for the topic's on first use only.
+            partition = None if slot is None else slot % len(producer.partitions_for(topic))
+            producer.send(topic, value=value, key=key, headers=list(headers), partition=partition)
         except KafkaError as exc:
             raise BusError(f"publish to {topic} failed: {exc}") from exc
 
@@ -179,6 +189,12 @@ class KafkaBus:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+                # Partitions dealt in turn: with cameras dealt the same way (``slot`` in
+                # ``publish``), each member gets as many cameras as the next, give or take
+                # one. The range assignor gives each member a block of partitions, which
+                # leaves blocks unequal whenever the partitions are (30 cameras on 12
+                # partitions: 18 and 12).
+                partition_assignment_strategy=(RoundRobinPartitionAssignor,),
             )
         except KafkaError as exc:
             raise unreachable(self.bootstrap_servers, exc) from exc
@@ -271,11 +287,15 @@ class KafkaBusConsumer:
         """How many partition assignments (rebalances) this consumer has been through."""
         return self._replay.assignments if self._replay else 0
 
+    def assigned_partitions(self) -> set[TopicPartition]:
+        """The partitions the group gave this member at its last rebalance."""
+        return set(self._consumer.assignment())
+
     def lag(self) -> dict[tuple[str, int], int]:
         """Messages behind the end of each assigned partition, from the last fetch's high
         watermark (no request to the broker); partitions not fetched yet are left out."""
         lags: dict[tuple[str, int], int] = {}
-        for tp in self._consumer.assignment():
+        for tp in self.assigned_partitions():
             highwater = self._consumer.highwater(tp)
             if highwater is None:
                 continue

@@ -46,11 +46,19 @@ class InMemoryBus:
         return topic
 
     def publish(
-        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        slot: int | None = None,
     ) -> None:
         with self._cond:
             t = self._topic(topic)
-            if key is None:
+            if slot is not None:
+                partition = slot % len(t.partitions)
+            elif key is None:
                 partition = t.next_partition % len(t.partitions)
                 t.next_partition += 1
             else:

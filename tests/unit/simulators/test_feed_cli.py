@@ -176,6 +176,26 @@ def test_cli_bad_input_exits_2(args: list[str], message: str, tmp_path: Path) ->
     assert message in result.output
 
 
+@pytest.mark.parametrize(
+    ("order", "message"),
+    [
+        ("cameras: [wuzhen-cam-02]\n", "does not list wuzhen-cam-01"),
+        ("cameras: [wuzhen-cam-01, wuzhen-cam-01]\n", "cameras: camera wuzhen-cam-01 is listed"),
+        ("camera: [wuzhen-cam-01]\n", "camera: Extra inputs are not permitted"),
+    ],
+)
+def test_live_bad_fleet_order_exits_2(order: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "cameras.yaml"
+    path.write_text(order)
+    result = runner.invoke(
+        app,
+        ["simulate-live", "--to", "kafka://127.0.0.1:9", "--camera", "wuzhen-cam-01",
+         "--seconds", "1", "--fleet-order", str(path)],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert message in result.output
+
+
 def test_cli_bad_simulator_config_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "simulator.yaml"
     config.write_text("cameras:\n  wuzhen-cam-01:\n    signal: {green_s: -1}\n    lanes: 3\n")

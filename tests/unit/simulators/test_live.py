@@ -58,3 +58,21 @@ def test_a_feed_that_starts_late_skips_and_reports_the_late_frames() -> None:
     )
     assert summary.dropped_late == len(dropped) > 0
     assert summary.published + summary.dropped_late == 3 * 60
+
+
+def test_cameras_with_slots_are_dealt_over_the_partitions() -> None:
+    bus = InMemoryBus(default_partitions=2)
+    consumer = bus.subscribe([FRAMES_TOPIC.name], group_id="t")
+    run_live_feed(
+        bus,
+        settings(seconds=0.3, slots={camera: slot for slot, camera in enumerate(CAMERAS)}),
+        metrics=LiveFeedMetrics.create(CollectorRegistry()),
+        stop=threading.Event(),
+        truth_sink=lambda _v: None,
+    )
+    messages = consumer.poll(timeout_s=1, max_records=1000)
+    assert {(frame_from_message(m).camera_id, m.partition) for m in messages} == {
+        ("wuzhen-cam-01", 0),
+        ("wuzhen-cam-02", 1),
+        ("hangzhou-cam-03", 0),
+    }
