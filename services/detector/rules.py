@@ -135,7 +135,10 @@ class RedLightRule:
         )
         share = min(max(-before / (after - before), 0.0), 1.0) if after > before else 1.0
         crossed = frame - frames + max(1, math.ceil(share * frames))
-        return crossed, times[crossed]
+        # The first frame there is at or after it: a live feed skips frames that came too
+        # late, and a corrupt one is never seen.
+        stamped = min(kept for kept in times if kept >= crossed)
+        return stamped, times[stamped]
 
     def _waits_behind(self, track: TrackView) -> bool:
         """Whether the track stands behind the line by a quarter of its own length or more."""

@@ -195,3 +195,25 @@ def test_a_crossing_made_while_coasting_is_stamped_where_the_move_met_the_line(
     (hit,) = rule.judge(timeline([LightState.RED] * 20))
     assert (hit.frame, hit.ts_ms) == (stamped_frame, stamped_frame * frame_ms + 7)
     assert (hit.seen_frame, hit.box_xywh) == (16, bus_at[16])
+
+
+def test_a_coasted_crossing_over_skipped_frames_is_stamped_at_the_next_frame_seen() -> None:
+    """A live feed skipped frames 12 to 14 (they came late): the move meets the line at
+    frame 13, which never came, so the crossing is stamped at frame 15, the next one seen."""
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    bus_at = {10: (100.0, 80.0, 24.0, 100.0), 16: (100.0, 20.0, 24.0, 100.0)}
+    for frame in (10, 11, 15):
+        rule.observe(parked(anchor=None), frame=frame, ts_ms=frame * 100)
+    coasted = TrackView(
+        track_id=1,
+        box_xywh=bus_at[16],
+        size_wh=(24.0, 100.0),
+        hits=30,
+        established=True,
+        coasting=False,
+        last_move=Move(from_box_xywh=bus_at[10], to_box_xywh=bus_at[16], frames=6),
+        stay=None,
+    )
+    rule.observe(coasted, frame=16, ts_ms=1600)
+    (hit,) = rule.judge(timeline([LightState.RED] * 20))
+    assert (hit.frame, hit.ts_ms, hit.seen_frame) == (15, 1500, 16)
