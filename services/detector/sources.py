@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from services.common.bus import BusMessage
 from services.common.bus.kafka import KafkaBus
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, Frame, FrameHeaderError, frame_from_message
@@ -26,6 +28,10 @@ from services.detector.container import Truncation, find_truncation
 REPLAY_EPOCH_MS = 1_704_067_200_000
 # A broken file rarely has more than a few bad frames in a row; this many means it has ended.
 _MAX_CONSECUTIVE_FAILURES = 50
+# How often a Kafka source commits what it has handled. Each commit is a round trip that
+# stalls the detector and a write to the broker's offsets log; committing every poll (one
+# or two frames under load) cost both on every frame. A crash replays at most this much.
+COMMIT_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,9 +291,9 @@ class KafkaFrameSource:
     """Frames of many cameras from the Kafka ``frames`` topic, until ``stop`` is set.
 
     The cameras are shared out by the consumer group: each partition (a set of cameras,
-    as frames are keyed by camera) has one owner. A batch is committed when the next one is
-    polled, that is, after the worker has processed every frame of it: a crash replays at
-    most one batch (at-least-once). A partition taken over from another detector starts
+    as frames are keyed by camera) has one owner. What the worker has processed is
+    committed every ``COMMIT_INTERVAL_S`` and when the source stops: a crash replays at most
+    that much (at-least-once; the dispatcher drops what it has seen). A partition taken over from another detector starts
     ``handover_replay_s`` back, its already handled frames marked ``replay`` (see
     :class:`~services.common.bus.kafka.HandoverReplay`). ``on_lag`` gets the consumer's
     lag per partition after every poll.
@@ -314,6 +320,9 @@ class KafkaFrameSource:
         self._on_lag = on_lag
 
     def __iter__(self) -> Iterator[SourceItem]:
+        # The last handled message of each partition, committed every COMMIT_INTERVAL_S.
+        handled: dict[tuple[str, int], BusMessage] = {}
+        committed_at = time.monotonic()
         try:
             while not self._stop.is_set():
                 batch = self._consumer.poll(timeout_s=0.5, max_records=200)
@@ -325,7 +334,11 @@ class KafkaFrameSource:
                     except FrameHeaderError:
                         camera = (message.key or b"unknown").decode(errors="replace")
                         yield DroppedFrame(camera_id=camera, index=-1, reason="headers")
-                if batch:
-                    self._consumer.commit(batch)
+                handled.update(((m.topic, m.partition), m) for m in batch if not m.replayed)
+                if handled and time.monotonic() - committed_at >= COMMIT_INTERVAL_S:
+                    self._consumer.commit(list(handled.values()))
+                    handled, committed_at = {}, time.monotonic()
+            if handled:
+                self._consumer.commit(list(handled.values()))
         finally:
             self._consumer.close()
