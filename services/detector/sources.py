@@ -293,10 +293,10 @@ class KafkaFrameSource:
     The cameras are shared out by the consumer group: each partition (a set of cameras,
     as frames are keyed by camera) has one owner. What the worker has processed is
     committed every ``COMMIT_INTERVAL_S`` and when the source stops: a crash replays at most
-    that much (at-least-once; the dispatcher drops what it has seen). A partition taken over from another detector starts
-    ``handover_replay_s`` back, its already handled frames marked ``replay`` (see
-    :class:`~services.common.bus.kafka.HandoverReplay`). ``on_lag`` gets the consumer's
-    lag per partition after every poll.
+    that much (at-least-once; the dispatcher drops what it has seen). A partition taken
+    over from another detector starts ``handover_replay_s`` back, its already handled
+    frames marked ``replay`` (see :class:`~services.common.bus.kafka.HandoverReplay`).
+    ``on_lag`` gets the consumer's lag per partition after every poll.
     """
 
     def __init__(

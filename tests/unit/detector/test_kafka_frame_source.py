@@ -57,9 +57,7 @@ def read_all(bus: FramesBus, count: int) -> list[int]:
         bus.inner.publish(FRAMES_TOPIC.name, b"jpeg", key=b"cam-1", headers=frame.headers())
     stop = threading.Event()
     source = KafkaFrameSource(bus, group_id=GROUP, stop=stop)  # type: ignore[arg-type]
-    seen = 0
-    for _item in source:
-        seen += 1
+    for seen, _item in enumerate(source, start=1):
         if seen == count:
             stop.set()
     assert bus.consumer is not None
