@@ -8,6 +8,7 @@ had to skip, so the worker can count it without the source knowing about metrics
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from services.common.bus import BusMessage
+from services.common.bus import BusError, BusMessage
 from services.common.bus.kafka import KafkaBus
 from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, Frame, FrameHeaderError, frame_from_message
@@ -27,6 +28,8 @@ from services.detector.container import Truncation, find_truncation
 # A fixed, recognisable epoch (2024-01-01T00:00:00Z) that replay timestamps are offset from.
 REPLAY_EPOCH_MS = 1_704_067_200_000
 # A broken file rarely has more than a few bad frames in a row; this many means it has ended.
+log = logging.getLogger(__name__)
+
 _MAX_CONSECUTIVE_FAILURES = 50
 # How often a Kafka source commits what it has handled. Each commit is a round trip that
 # stalls the detector and a write to the broker's offsets log; committing every poll (one
@@ -334,11 +337,18 @@ class KafkaFrameSource:
                     except FrameHeaderError:
                         camera = (message.key or b"unknown").decode(errors="replace")
                         yield DroppedFrame(camera_id=camera, index=-1, reason="headers")
-                handled.update(((m.topic, m.partition), m) for m in batch if not m.replayed)
+                    if not message.replayed:
+                        handled[(message.topic, message.partition)] = message
                 if handled and time.monotonic() - committed_at >= COMMIT_INTERVAL_S:
                     self._consumer.commit(list(handled.values()))
                     handled, committed_at = {}, time.monotonic()
-            if handled:
-                self._consumer.commit(list(handled.values()))
         finally:
-            self._consumer.close()
+            # Also when the reader stops taking frames (the detector stopped): the next
+            # owner then starts where this one ended.
+            try:
+                if handled:
+                    self._consumer.commit(list(handled.values()))
+            except BusError as exc:
+                log.warning("frames since the last commit will be read again: %s", exc)
+            finally:
+                self._consumer.close()

@@ -27,6 +27,10 @@ PROBE_TIMEOUT_S = 5.0
 # How long a client waits for a bootstrap server to answer (kafka-python's default is 30 s):
 # a port that accepts connections but never speaks Kafka fails within this.
 BOOTSTRAP_TIMEOUT_MS = 10_000
+# How long a commit may wait for the group coordinator (kafka-python's default is the 30 s
+# request timeout): a consumer stopping with the broker gone gives up within this, and what
+# it did not commit is read again by the next owner.
+COMMIT_TIMEOUT_MS = 5_000
 
 # Large enough for a 1080p JPEG frame; the topics are created with the same limit.
 
@@ -344,7 +348,7 @@ class KafkaBusConsumer:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=offsets)
+            self._consumer.commit(offsets=offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
             raise BusError(f"commit failed: {exc}") from exc
 
