@@ -273,9 +273,23 @@ class SignalTimeline:
     """Smooths raw readings and answers "what did the light show at frame N?".
 
     A new state is confirmed after ``confirm_frames`` consecutive equal readings and is then
-    dated back to the first of them, so smoothing costs latency, not accuracy: the state at
-    frame N is final once frame ``N + confirm_frames - 1`` has been read. Unknown readings
-    (glare, a passing truck) keep the last confirmed state.
+    dated back to the first of them, so smoothing costs latency, not accuracy. The state at
+    frame N is final once no run of readings that could still confirm a change began at or
+    before N: while the light reads as confirmed, at once; during a run of a new colour, up
+    to the frame before the run. Unknown readings (glare, a passing truck) keep the last
+    confirmed state.
+
+    >>> timeline = SignalTimeline(confirm_frames=3)
+    >>> for frame in range(4):
+    ...     _ = timeline.update(frame=frame, reading=LightState.RED)
+    >>> timeline.decided_through  # red since frame 0, and still red
+    3
+    >>> _ = timeline.update(frame=4, reading=LightState.GREEN)
+    >>> timeline.decided_through  # green from frame 4 would be dated there
+    3
+    >>> _ = timeline.update(frame=5, reading=LightState.RED)
+    >>> timeline.decided_through  # the green run broke off
+    5
     """
 
     def __init__(self, *, confirm_frames: int = 3, history: int = 256) -> None:
@@ -294,7 +308,9 @@ class SignalTimeline:
     @property
     def decided_through(self) -> int:
         """The last frame whose state can no longer change."""
-        return self._last_frame - self._confirm + 1
+        if self._run_state in (LightState.UNKNOWN, self.state):
+            return self._last_frame
+        return self._run_start - 1
 
     def update(self, *, frame: int, reading: LightState) -> SignalChange | None:
         """Add one raw reading; returns the change it confirms, if any."""

@@ -136,12 +136,14 @@ def test_a_crossing_waits_until_its_light_is_decided() -> None:
     rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
     rule.observe(crossing_track(*CROSSING), frame=10, ts_ms=1000)
     signal = SignalTimeline(confirm_frames=3)
-    for frame in range(11):
+    for frame in range(10):
         signal.update(frame=frame, reading=LightState.RED)
-    assert signal.decided_through == 8
-    assert rule.judge(signal) == []  # frame 10's state may still change
-    for frame in (11, 12):
-        signal.update(frame=frame, reading=LightState.RED)
+    signal.update(frame=10, reading=LightState.GREEN)
+    signal.update(frame=11, reading=LightState.GREEN)
+    assert signal.decided_through == 9
+    assert rule.judge(signal) == []  # green from frame 10 may yet be confirmed
+    signal.update(frame=12, reading=LightState.RED)  # it was a glint
+    assert signal.decided_through == 12
     assert [h.frame for h in rule.judge(signal)] == [10]
     assert rule.judge(signal) == []  # judged once
 
