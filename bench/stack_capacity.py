@@ -96,9 +96,9 @@ def main() -> None:
             replicas, resolution=args.resolution, fps=args.fps, max_cameras=max(steps)
         )
         up = _citybrain("stack", "up", "--file", str(stack))
-        if up.returncode != 0:
-            raise SystemExit(f"stack up failed:\n{up.stderr[-2000:]}")
         try:
+            if up.returncode != 0:
+                raise SystemExit(f"stack up failed:\n{up.stderr[-2000:]}")
             for cameras in steps:
                 out = RESULTS / f"stack_capacity_{replicas}x{cameras}.json"
                 run = _citybrain(
