@@ -44,7 +44,9 @@ def _citybrain(*args: str) -> subprocess.CompletedProcess[str]:
 def _stack_file(replicas: int, *, resolution: str, fps: float, max_cameras: int) -> Path:
     path = ROOT / ".local" / f"stack_capacity_{replicas}.yaml"
     path.parent.mkdir(exist_ok=True)
-    base = 58000 + 100 * replicas
+    # Below Linux's ephemeral range (32768-60999): a port in it can be held by some client's
+    # outgoing connection (in TIME_WAIT after a run), and a service then cannot listen on it.
+    base = 28000 + 100 * replicas
     path.write_text(
         yaml.safe_dump(
             {
