@@ -47,6 +47,15 @@ def analyse(run: LoadRun) -> tuple[dict[str, Any], Reconciliation]:
             **percentiles([float(e.e2e_ms) for e in scored]),
             "max": max((e.e2e_ms for e in scored), default=None),
             "count": len(scored),
+            # A red light waits for the signal to be decided and a coasted crossing is dated
+            # back to where it met the line, so the types' tails differ.
+            "by_type": {
+                kind.value: {
+                    **percentiles([float(e.e2e_ms) for e in scored if e.type is kind]),
+                    "max": max((e.e2e_ms for e in scored if e.type is kind), default=None),
+                }
+                for kind in sorted({e.type for e in scored}, key=lambda kind: kind.value)
+            },
         },
         "violations": result.counts(),
         "drops": {

@@ -130,6 +130,10 @@ def test_a_killed_detector_loses_nothing_outside_the_handover(
     assert kill["cameras_resumed"] == kill["cameras_moved"], "every camera resumes"
     for key in ("offered_fps", "achieved_fps", "e2e_latency_ms", "processes", "timeline"):
         assert key in load_report
+    latency = load_report["e2e_latency_ms"]
+    assert isinstance(latency, dict)
+    assert set(latency["by_type"]) <= {"red_light", "illegal_parking"}
+    assert all("p99" in figures for figures in latency["by_type"].values())
 
 
 def _exported(stack_file: Path) -> set[str]:
