@@ -105,6 +105,10 @@ class ViolationEvent(BaseModel):
     # camera with different epochs come from different detector runs (a handover, a
     # restart), whose track ids say nothing about each other.
     tracker_epoch_ms: NonNegInt | None = None
+    # The capture time of the frame on which the detector decided: later than ``ts_ms``
+    # when the violation is dated back (a crossing found after the vehicle coasted over the
+    # line, a red light held until the signal was decided). Latency is measured from it.
+    decided_ts_ms: NonNegInt | None = None
 
     @classmethod
     def create(
@@ -121,6 +125,7 @@ class ViolationEvent(BaseModel):
         snapshot: str | None = None,
         id_number: int | None = None,
         tracker_epoch_ms: int | None = None,
+        decided_ts_ms: int | None = None,
     ) -> ViolationEvent:
         """Build an event with its deterministic ``violation_id``.
 
@@ -147,6 +152,7 @@ class ViolationEvent(BaseModel):
                 "confidence": float(confidence),
                 "snapshot": snapshot,
                 "tracker_epoch_ms": tracker_epoch_ms,
+                "decided_ts_ms": decided_ts_ms,
             },
             strict=False,
         )
@@ -186,8 +192,10 @@ class ViolationEvent(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict, extra fields included, keys as in the contracts."""
-        # An event that names no tracker run (not a detector's) keeps the contracts' shape.
-        unset = {"tracker_epoch_ms"} if self.tracker_epoch_ms is None else None
+        # An event without the detector's optional fields keeps the contracts' shape.
+        unset = {
+            name for name in ("tracker_epoch_ms", "decided_ts_ms") if getattr(self, name) is None
+        }
         return self.model_dump(mode="json", by_alias=True, exclude=unset)
 
     def to_json(self) -> bytes:

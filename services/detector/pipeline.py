@@ -237,7 +237,10 @@ class DetectorPipeline:
             index=frame.index,
             ts_ms=frame.ts_ms,
             tracks=tracks,
-            events=tuple(self._event(hit, place, feed) for hit, place in _places(hits)),
+            events=tuple(
+                self._event(hit, place, feed, decided_ts_ms=frame.ts_ms)
+                for hit, place in _places(hits)
+            ),
         )
 
     def held(self, *, index: int, ts_ms: int, dropped: str) -> FrameResult:
@@ -350,7 +353,9 @@ class DetectorPipeline:
             geometry.red_light.retain(alive)
         return hits
 
-    def _event(self, hit: RuleHit, place: int, feed: _Feed) -> ViolationEvent:
+    def _event(
+        self, hit: RuleHit, place: int, feed: _Feed, *, decided_ts_ms: int
+    ) -> ViolationEvent:
         event = ViolationEvent.create(
             id_number=place,
             violation_type=hit.violation_type,
@@ -362,6 +367,7 @@ class DetectorPipeline:
             bbox_xywh=feed.geometry.scale.box_to_scene(hit.box_xywh),
             confidence=hit.confidence,
             tracker_epoch_ms=feed.first_ts_ms,
+            decided_ts_ms=decided_ts_ms,
         )
         frame = next((f for f in self._recent if f.index == hit.seen_frame), None)
         if self._evidence is None or frame is None:

@@ -43,9 +43,20 @@ class Entry:
     type: ViolationType
     ts_ms: int  # capture time of the violation's frame
     dispatched_ts_ms: int
+    # Capture time of the frame the detector decided on (the event's ``decided_ts_ms``);
+    # None for an event that does not say, which was decided on its own frame.
+    decided_ts_ms: int | None = None
 
     @property
     def e2e_ms(self) -> int:
+        """From the capture of the frame the detector decided on to the entry: the time
+        the system took, which load stretches."""
+        return self.dispatched_ts_ms - (self.decided_ts_ms or self.ts_ms)
+
+    @property
+    def since_violation_ms(self) -> int:
+        """From the violation's own frame to the entry: ``e2e_ms`` plus however long the
+        detector needed to see it was one (a coast over the line, a signal to decide)."""
         return self.dispatched_ts_ms - self.ts_ms
 
 

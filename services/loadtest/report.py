@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from services.loadtest.reconcile import Reconciliation, percentiles, reconcile
+from services.loadtest.reconcile import Entry, Reconciliation, percentiles, reconcile
 from services.loadtest.run import LoadRun, handover_windows
 from services.loadtest.sampler import Sample
 
@@ -43,20 +43,8 @@ def analyse(run: LoadRun) -> tuple[dict[str, Any], Reconciliation]:
         "offered_fps": round(spec.cameras * spec.fps, 2),
         "published_fps": round((last_load.published - first.published) / load_s, 2),
         "achieved_fps": round((last_load.processed - first.processed) / load_s, 2),
-        "e2e_latency_ms": {
-            **percentiles([float(e.e2e_ms) for e in scored]),
-            "max": max((e.e2e_ms for e in scored), default=None),
-            "count": len(scored),
-            # A red light waits for the signal to be decided and a coasted crossing is dated
-            # back to where it met the line, so the types' tails differ.
-            "by_type": {
-                kind.value: {
-                    **percentiles([float(e.e2e_ms) for e in scored if e.type is kind]),
-                    "max": max((e.e2e_ms for e in scored if e.type is kind), default=None),
-                }
-                for kind in sorted({e.type for e in scored}, key=lambda kind: kind.value)
-            },
-        },
+        "e2e_latency_ms": _latency(scored, lambda e: e.e2e_ms),
+        "violation_to_entry_ms": _latency(scored, lambda e: e.since_violation_ms),
         "violations": result.counts(),
         "drops": {
             "source_late": int(last.source_dropped),
@@ -93,6 +81,22 @@ def analyse(run: LoadRun) -> tuple[dict[str, Any], Reconciliation]:
         "timeline": timeline,
     }
     return report, result
+
+
+def _latency(entries: Sequence[Entry], of: Callable[[Entry], int]) -> dict[str, Any]:
+    """Percentiles of ``of`` over the entries, overall and by violation type."""
+    by_type: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_type.setdefault(entry.type.value, []).append(entry)
+    return {
+        **percentiles([float(of(e)) for e in entries]),
+        "max": max((of(e) for e in entries), default=None),
+        "count": len(entries),
+        "by_type": {
+            kind: {**percentiles([float(of(e)) for e in group]), "max": max(map(of, group))}
+            for kind, group in sorted(by_type.items())
+        },
+    }
 
 
 def _mean(values: Any) -> float:

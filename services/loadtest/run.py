@@ -383,6 +383,7 @@ def _read_entries(queue_url: str, prefix: str, cameras: set[str]) -> list[Entry]
                                 type=fields.type,
                                 ts_ms=fields.ts_ms,
                                 dispatched_ts_ms=fields.dispatched_ts_ms,
+                                decided_ts_ms=fields.decided_ts_ms,
                             )
                         )
                     after = item.entry_id

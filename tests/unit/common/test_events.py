@@ -37,6 +37,14 @@ def test_unknown_extra_fields_are_kept() -> None:
     assert ViolationEvent.from_dict(raw).to_dict() == raw
 
 
+def test_the_detectors_optional_fields_round_trip_and_are_left_out_when_unset() -> None:
+    raw = {**VALID, "tracker_epoch_ms": 1699999990000, "decided_ts_ms": 1700000000800}
+    event = ViolationEvent.from_dict(raw)
+    assert (event.tracker_epoch_ms, event.decided_ts_ms) == (1699999990000, 1700000000800)
+    assert event.to_dict() == raw
+    assert ViolationEvent.from_dict(VALID).to_dict() == VALID
+
+
 def test_snapshot_may_be_null() -> None:
     assert ViolationEvent.from_dict({**VALID, "snapshot": None}).snapshot is None
 

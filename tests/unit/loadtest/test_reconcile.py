@@ -83,3 +83,12 @@ def test_a_pair_that_straddles_the_window_edge_is_neither_lost_nor_extra() -> No
 def test_percentiles_are_nearest_rank() -> None:
     assert percentiles(list(range(1, 101))) == {"p50": 50.0, "p95": 95.0, "p99": 99.0}
     assert percentiles([]) == {}
+
+
+def test_latency_runs_from_the_decided_frame_and_the_violation_frame() -> None:
+    """A crossing dated back 1.6 s to where the vehicle met the line, decided on a later
+    frame and entered 200 ms after that."""
+    entry = Entry("c:red_light:000000:10000", "c", RED, 10_000, 11_800, decided_ts_ms=11_600)
+    assert (entry.e2e_ms, entry.since_violation_ms) == (200, 1_800)
+    undated = Entry("c:red_light:000000:10000", "c", RED, 10_000, 10_300)
+    assert undated.e2e_ms == undated.since_violation_ms == 300
