@@ -1,9 +1,5 @@
-"""``citybrain dispatch`` can always be stopped: SIGTERM is honoured while the broker is down.
-
-``citybrain detect --source kafka://`` is not tested here: with the broker gone it can hang
-in kafka-python calls that retry without a bound (see the README, "Stopping is always
-possible").
-"""
+"""``citybrain dispatch`` and ``citybrain detect --source kafka://`` can always be stopped:
+SIGTERM is honoured while the broker is down."""
 
 from __future__ import annotations
 
@@ -54,6 +50,46 @@ def test_sigterm_with_the_broker_down_stops_dispatch(
         while not _holds_partitions(port):
             assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the dispatcher never held its partitions"
+            time.sleep(0.5)
+        kafka_ctl.stop()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=STOP_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {STOP_S} s after SIGTERM with Kafka down")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    assert proc.returncode == 0, log_path.read_text()[-3000:]
+
+
+def _detect_holds_partitions(log: Path) -> bool:
+    """Whether the detector's consumer has positioned itself on a ``frames`` partition (its
+    lag needs a fetched message to be known, and nothing is sent here)."""
+    return "for partition TopicPartition(topic='frames'" in log.read_text()
+
+
+def test_sigterm_with_the_broker_down_stops_detect(
+    tmp_path: Path, kafka_bootstrap: str, kafka_ctl: ServiceCtl, unique_name: str
+) -> None:
+    log_path = tmp_path / "detect.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "services", "detect", f"--source=kafka://{kafka_bootstrap}",
+            "--bus=memory://", f"--group-id={unique_name}", f"--snapshots={tmp_path / 'ev'}",
+            f"--metrics-port={free_port()}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_S
+        while not _detect_holds_partitions(log_path):
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the detector never held its partitions"
             time.sleep(0.5)
         kafka_ctl.stop()
         proc.send_signal(signal.SIGTERM)

@@ -27,10 +27,11 @@ PROBE_TIMEOUT_S = 5.0
 # How long a client waits for a bootstrap server to answer (kafka-python's default is 30 s):
 # a port that accepts connections but never speaks Kafka fails within this.
 BOOTSTRAP_TIMEOUT_MS = 10_000
-# How long a commit may wait for the group coordinator (kafka-python's default is the 30 s
-# request timeout): a consumer stopping with the broker gone gives up within this, and what
-# it did not commit is read again by the next owner.
-COMMIT_TIMEOUT_MS = 5_000
+# How long a commit, an offset lookup or a consumer's close may wait for the broker
+# (kafka-python waits its 30 s request timeout, or for ever): a consumer stopping with the
+# broker gone gives up within this, and what it did not commit is read again by the next
+# owner.
+COORDINATOR_TIMEOUT_MS = 5_000
 
 # Large enough for a 1080p JPEG frame; the topics are created with the same limit.
 
@@ -257,9 +258,11 @@ class HandoverReplay(ConsumerRebalanceListener):  # type: ignore[misc]
             return taken
         since_ms = int(time.time() * 1000) - self._replay_ms
         try:
-            starts = self._consumer.offsets_for_times({tp: since_ms for tp in taken})
+            starts = self._consumer.offsets_for_times(
+                {tp: since_ms for tp in taken}, timeout_ms=COORDINATOR_TIMEOUT_MS
+            )
             for tp in taken:
-                committed = self._consumer.committed(tp)
+                committed = self._consumer.committed(tp, timeout_ms=COORDINATOR_TIMEOUT_MS)
                 found = starts.get(tp)
                 start = found.offset if found is not None else committed
                 if committed is not None:
@@ -304,7 +307,9 @@ class KafkaBusConsumer:
             if highwater is None:
                 continue
             try:
-                position = self._consumer.position(tp)
+                # No wait: without it a position not known yet is looked up from the
+                # coordinator, and with the broker gone kafka-python waits for ever.
+                position = self._consumer.position(tp, timeout_ms=0)
             except KafkaError:
                 continue
             if position is not None:
@@ -348,9 +353,9 @@ class KafkaBusConsumer:
         if not offsets:
             return
         try:
-            self._consumer.commit(offsets=offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+            self._consumer.commit(offsets=offsets, timeout_ms=COORDINATOR_TIMEOUT_MS)
         except KafkaError as exc:
             raise BusError(f"commit failed: {exc}") from exc
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        self._consumer.close(autocommit=False, timeout_ms=COORDINATOR_TIMEOUT_MS)
