@@ -12,7 +12,7 @@ import pytest
 from services.common.arrays import PointXY
 from services.common.boxes import BoxXYWH
 from services.common.events import ViolationType
-from services.detector.rules import ParkingRule, RedLightRule, Zone
+from services.detector.rules import ParkingRule, RedLightRule, RuleHit, Zone
 from services.detector.signal import LightState, SignalTimeline
 from services.detector.tracker import Move, Stay, TrackView
 from tests.unit.detector.test_rules import crossing_track
@@ -167,6 +167,30 @@ def test_red_light_retain_keeps_crossings_not_yet_judged() -> None:
     assert [h.frame for h in rule.judge(timeline([LightState.RED] * 20))] == [10]
 
 
+# A bus coasts (its blob merged) from frame 10, its centre at y 130, to frame 16, at y 70.
+BUS_AT = {10: (100.0, 80.0, 24.0, 100.0), 16: (100.0, 20.0, 24.0, 100.0)}
+
+
+def coasting_bus_crosses(rule: RedLightRule, frame_ms: dict[int, int]) -> RuleHit:
+    """Feed the rule the frames in ``frame_ms`` (index: capture ms) while the bus coasts,
+    then frame 16, where it is seen again past the line; the one hit on red."""
+    for frame, ts_ms in frame_ms.items():  # coasting: no move seen, only the frame times
+        rule.observe(parked(anchor=None), frame=frame, ts_ms=ts_ms)
+    coasted = TrackView(
+        track_id=1,
+        box_xywh=BUS_AT[16],
+        size_wh=(24.0, 100.0),
+        hits=30,
+        established=True,
+        coasting=False,
+        last_move=Move(from_box_xywh=BUS_AT[10], to_box_xywh=BUS_AT[16], frames=6),
+        stay=None,
+    )
+    rule.observe(coasted, frame=16, ts_ms=frame_ms[16])
+    (hit,) = rule.judge(timeline([LightState.RED] * 20))
+    return hit
+
+
 @pytest.mark.parametrize(
     ("frame_ms", "stamped_frame"),
     [
@@ -177,45 +201,16 @@ def test_red_light_retain_keeps_crossings_not_yet_judged() -> None:
 def test_a_crossing_made_while_coasting_is_stamped_where_the_move_met_the_line(
     frame_ms: int, stamped_frame: int
 ) -> None:
-    """A bus coasts (its blob merged) from frame 10, its centre at y 130, to frame 16, at
-    y 70. Its box and picture are those of frame 16, where it was seen again."""
+    """Its box and picture are those of frame 16, where it was seen again."""
     rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
-    bus_at = {10: (100.0, 80.0, 24.0, 100.0), 16: (100.0, 20.0, 24.0, 100.0)}
-    for frame in range(10, 16):  # coasting: no move seen, only the frame times
-        rule.observe(parked(anchor=None), frame=frame, ts_ms=frame * frame_ms + 7)
-    coasted = TrackView(
-        track_id=1,
-        box_xywh=bus_at[16],
-        size_wh=(24.0, 100.0),
-        hits=30,
-        established=True,
-        coasting=False,
-        last_move=Move(from_box_xywh=bus_at[10], to_box_xywh=bus_at[16], frames=6),
-        stay=None,
-    )
-    rule.observe(coasted, frame=16, ts_ms=16 * frame_ms + 7)
-    (hit,) = rule.judge(timeline([LightState.RED] * 20))
+    hit = coasting_bus_crosses(rule, {f: f * frame_ms + 7 for f in range(10, 17)})
     assert (hit.frame, hit.ts_ms) == (stamped_frame, stamped_frame * frame_ms + 7)
-    assert (hit.seen_frame, hit.box_xywh) == (16, bus_at[16])
+    assert (hit.seen_frame, hit.box_xywh) == (16, BUS_AT[16])
 
 
 def test_a_coasted_crossing_over_skipped_frames_is_stamped_at_the_next_frame_seen() -> None:
     """A live feed skipped frames 12 to 14 (they came late): the move meets the line at
     frame 13, which never came, so the crossing is stamped at frame 15, the next one seen."""
     rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
-    bus_at = {10: (100.0, 80.0, 24.0, 100.0), 16: (100.0, 20.0, 24.0, 100.0)}
-    for frame in (10, 11, 15):
-        rule.observe(parked(anchor=None), frame=frame, ts_ms=frame * 100)
-    coasted = TrackView(
-        track_id=1,
-        box_xywh=bus_at[16],
-        size_wh=(24.0, 100.0),
-        hits=30,
-        established=True,
-        coasting=False,
-        last_move=Move(from_box_xywh=bus_at[10], to_box_xywh=bus_at[16], frames=6),
-        stay=None,
-    )
-    rule.observe(coasted, frame=16, ts_ms=1600)
-    (hit,) = rule.judge(timeline([LightState.RED] * 20))
+    hit = coasting_bus_crosses(rule, {f: f * 100 for f in (10, 11, 15, 16)})
     assert (hit.frame, hit.ts_ms, hit.seen_frame) == (15, 1500, 16)
