@@ -4,7 +4,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.control_center.operators import add_operator
 from services.control_center.workflow import Role
+from tests.ports import free_port
 
 # Real-time cameras: a violation needs up to about a minute of simulated traffic.
 WAIT_FOR_ENTRY_S = 120
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str, token: str | None = None) -> Any:

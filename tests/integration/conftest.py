@@ -173,13 +173,6 @@ class ServiceCtl:
         self.start()
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def metrics_text(port: int) -> str:
     """What a process serves on ``/metrics`` at ``port``; empty while it does not answer."""
     try:

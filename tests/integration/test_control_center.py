@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,12 +28,7 @@ from services.control_center.operators import add_operator
 from services.control_center.retention import archive_closed
 from services.control_center.workflow import Role
 from tests.contract.queue import fields
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def call(url: str, *, token: str, body: Any = None) -> tuple[int, Any]:

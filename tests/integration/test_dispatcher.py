@@ -28,7 +28,8 @@ import redis
 from services.common.bus.kafka import KafkaBus
 from services.common.events import ViolationEvent, ViolationType
 from tests.events import make_event
-from tests.integration.conftest import ServiceCtl, free_port
+from tests.integration.conftest import ServiceCtl
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # The active interpreter's console script: make honours an active virtualenv, not only .venv.

@@ -18,7 +18,8 @@ from services.common.bus.kafka import KafkaBus
 from services.common.events import VIOLATIONS_TOPIC
 from services.dispatcher.bus_worker import EMBEDDED_GROUP_ID
 from tests.events import make_event
-from tests.integration.conftest import ServiceCtl, free_port, metrics_text
+from tests.integration.conftest import ServiceCtl, metrics_text
+from tests.ports import free_port
 
 # Bounds on how long the test waits, not timings it measures.
 START_S = 120

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -28,6 +27,7 @@ from services.stack.config import load_stack_config
 from services.stack.plan import StackPaths
 from services.stack.processes import ProcessTable
 from services.stack.runner import StackState
+from tests.ports import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 # Metric names the stack promises whatever the dashboards query.
@@ -39,17 +39,6 @@ STACK_METRICS = {
     "citybrain_violations_total",
 }
 TYPE_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _citybrain(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -65,9 +54,9 @@ def _citybrain(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def stack_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    prometheus, control_center = _free_ports(2)
-    # Replica ranges: three ports each, spaced out so they cannot meet.
-    detectors, dispatchers, simulators = (p - p % 10 for p in _free_ports(3))
+    # Prometheus, the control center, then three ports for each replicated role (the
+    # simulators' range also serves the load test's generators).
+    base = free_port_block(16)
     path = tmp_path_factory.mktemp("stack") / "stack.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -76,11 +65,11 @@ def stack_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                 "ports": {
                     "kafka": int(os.environ.get("KAFKA_PORT", "9092")),
                     "redis": int(os.environ.get("REDIS_PORT", "6379")),
-                    "prometheus": prometheus,
-                    "control_center": control_center,
-                    "detector_metrics": detectors,
-                    "dispatcher_metrics": dispatchers + 3,
-                    "simulator_metrics": simulators + 6,
+                    "prometheus": base,
+                    "control_center": base + 1,
+                    "detector_metrics": base + 2,
+                    "dispatcher_metrics": base + 5,
+                    "simulator_metrics": base + 8,
                 },
                 "fleet": {"cameras": 12, "fps": 5, "resolution": "640x360"},
                 "simulators": {"replicas": 1, "cameras": 1},

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import ServiceCtl, free_port, metrics_text
+from tests.integration.conftest import ServiceCtl, metrics_text
+from tests.ports import free_port
 
 # Bounds on how long the test waits, not timings it measures.
 START_S = 120
