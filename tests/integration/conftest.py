@@ -21,8 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import subprocess
+import sys
+import time
 import urllib.request
 import uuid
 import warnings
@@ -180,6 +183,47 @@ def metrics_text(port: int) -> str:
             return str(resp.read().decode())
     except OSError:
         return ""
+
+
+# How long a stop test waits for its process to be ready: a bound, not a timing it measures.
+READY_S = 120
+
+
+def sigterm_when_ready(
+    args: list[str],
+    log_path: Path,
+    *,
+    ready: Callable[[], bool],
+    waiting_for: str,
+    stop_s: float,
+    then: Callable[[], None] = lambda: None,
+) -> int:
+    """Run ``citybrain ARGS`` (its output in ``log_path``) until ``ready()``, call ``then``
+    (take a server away), send SIGTERM, and fail unless it exits within ``stop_s``.
+    Returns its exit code."""
+    log = log_path.open("w")
+    # A file, not a pipe: a pipe nobody reads fills up with the clients' logs and blocks.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services", *args], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + READY_S
+        while not ready():
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"{args[0]}: no sign of {waiting_for}"
+            time.sleep(0.5)
+        then()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=stop_s)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{args[0]} still running {stop_s} s after SIGTERM")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+    return proc.returncode
 
 
 def _local_port(host: str, port: int | None, what: str) -> int:

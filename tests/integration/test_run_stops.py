@@ -4,25 +4,19 @@ waits to be written, and that batch stays uncommitted, to be delivered again."""
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import kafka
-import pytest
 from kafka.structs import TopicPartition
 
 from services.common.bus.kafka import KafkaBus
 from services.common.events import VIOLATIONS_TOPIC
 from services.dispatcher.bus_worker import EMBEDDED_GROUP_ID
 from tests.events import make_event
-from tests.integration.conftest import ServiceCtl, metrics_text
+from tests.integration.conftest import ServiceCtl, metrics_text, sigterm_when_ready
 from tests.ports import free_port
 
-# Bounds on how long the test waits, not timings it measures.
-START_S = 120
 # The contract: a stop is honoured within a few seconds, even with Redis away.
 STOP_S = 10
 
@@ -60,12 +54,8 @@ def test_run_stops_on_sigterm_with_redis_down(
     redis_ctl.stop()
     port = free_port()
     log_path = tmp_path / "run.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(
+    returncode = sigterm_when_ready(
         [
-            sys.executable,
-            "-m",
-            "services",
             "run",
             f"--bus=kafka://{kafka_bootstrap}",
             f"--queue={redis_url}",
@@ -74,29 +64,13 @@ def test_run_stops_on_sigterm_with_redis_down(
             "--resolution=640x360",
             f"--evidence-dir={tmp_path / 'evidence'}",
         ],
-        # A file, not a pipe: a pipe nobody reads fills up with kafka-python's logs, and the
-        # process blocks on it.
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        log_path,
+        ready=lambda: _retries(port) >= 1,
+        waiting_for="a write to the stopped Redis retried",
+        stop_s=STOP_S,
     )
-    try:
-        deadline = time.monotonic() + START_S
-        while _retries(port) < 1:
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "no write to the stopped Redis was retried"
-            time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_S)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"still running {STOP_S} s after SIGTERM with Redis down")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
     output = log_path.read_text()
-    assert proc.returncode == 0, output
+    assert returncode == 0, output
     assert "Traceback" not in output, output
     assert re.search(r"^citybrain run: .*entries dispatched: 0;", output, re.MULTILINE), output
     # The batch was never written, so never committed: the group reads it again.
