@@ -250,7 +250,7 @@ def simulate_live(  # noqa: PLR0917
         slots = load_fleet_order(fleet_order).slots() if fleet_order else {}
     except (UnknownCameraError, ConfigError) as exc:
         raise fail(str(exc)) from None
-    if unlisted := [c for c in camera_ids if fleet_order and c not in slots]:
+    if fleet_order and (unlisted := [c for c in camera_ids if c not in slots]):
         raise fail(f"--fleet-order {fleet_order}: does not list {', '.join(unlisted)}")
     if len(fps) != 1:
         raise fail(f"--camera: the cameras of one feed must share a frame rate, got {sorted(fps)}")

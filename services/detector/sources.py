@@ -25,11 +25,11 @@ from services.common.config.scene import SceneConfig
 from services.common.frames import FRAMES_TOPIC, Frame, FrameHeaderError, frame_from_message
 from services.detector.container import Truncation, find_truncation
 
+log = logging.getLogger(__name__)
+
 # A fixed, recognisable epoch (2024-01-01T00:00:00Z) that replay timestamps are offset from.
 REPLAY_EPOCH_MS = 1_704_067_200_000
 # A broken file rarely has more than a few bad frames in a row; this many means it has ended.
-log = logging.getLogger(__name__)
-
 _MAX_CONSECUTIVE_FAILURES = 50
 # How often a Kafka source commits what it has handled. Each commit is a round trip that
 # stalls the detector and a write to the broker's offsets log; committing every poll (one
