@@ -7,6 +7,10 @@ can run for as long as it is wanted. A feed that falls behind skips the late fra
 camera with a saturated uplink does, before paying for their encoding, and counts them
 (see ``MAX_LATE_MS``); every violation of a chunk's ground truth is handed to a sink as
 soon as the chunk is simulated.
+
+A load generator renders ahead (``render_ahead``): each chunk's frames are drawn and
+encoded with its traffic, before the chunk streams, so that while it streams the feed only
+publishes and leaves the cores to the system under load.
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ DropSink = Callable[[str, int], None]  # camera id, capture ts of a frame never 
 # A frame this late is skipped. A camera buffers about a second before it gives up on a
 # frame; stricter, a feed on a busy machine starves all but its first camera of each instant.
 MAX_LATE_MS = 1000.0
+# Traffic is simulated this many seconds at a time.
+CHUNK_S = 120.0
+# Chunks of a feed that renders ahead: 30 cameras at 1280x720 and 5 fps hold about 850 MB of
+# JPEG a minute, and a feed holds two chunks (one streaming, the next being rendered).
+RENDER_AHEAD_CHUNK_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +54,13 @@ class LiveFeedSettings:
     fps: float  # the cameras' scene frame rate (every camera of a feed shares it)
     start_ts_ms: int
     seconds: float | None = None  # None: until stopped
-    chunk_s: float = 120.0
+    chunk_s: float = CHUNK_S
     quality: int = 85
     seed: int = 0
     # Each camera's slot in its fleet (see ``services.common.config.fleet_order``); a
     # camera without one goes to the partition its id hashes to.
     slots: Mapping[str, int] = field(default_factory=dict)
+    render_ahead: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,7 @@ class LiveFeedMetrics:
     published: Counter
     dropped: Counter
     behind_seconds: Gauge
+    ready: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> LiveFeedMetrics:
@@ -79,6 +90,12 @@ class LiveFeedMetrics:
                 "How far the feed's latest frame was sent after its capture time.",
                 registry=registry,
             ),
+            ready=Gauge(
+                "citybrain_camera_feed_ready",
+                "1 once the feed's first chunk is simulated (and rendered, when rendering "
+                "ahead): from then on it only waits for each frame's capture time.",
+                registry=registry,
+            ),
         )
 
 
@@ -94,6 +111,9 @@ class _Chunk:
     cameras: list[SimulatedCamera]
     first_index: int  # frame index of the chunk's frame 0 in the whole feed
     n_frames: int
+    # Rendering ahead: each sent frame's JPEG by (camera position, frame index in the chunk),
+    # taken out as it is published.
+    rendered: dict[tuple[int, int], bytes] = field(default_factory=dict)
 
 
 def run_live_feed(
@@ -112,6 +132,7 @@ def run_live_feed(
         pending: Future[_Chunk] | None = pool.submit(_simulate_chunk, settings, 0, 0)
         while pending is not None and not stop.is_set():
             chunk = pending.result()
+            metrics.ready.set(1)
             pending = _next_chunk(pool, settings, chunk)
             found = [
                 replace(v, frame=v.frame + chunk.first_index)
@@ -157,7 +178,13 @@ def _simulate_chunk(settings: LiveFeedSettings, number: int, first_index: int) -
         )
         for camera_id in settings.camera_ids
     ]
-    return _Chunk(cameras=cameras, first_index=first_index, n_frames=n_frames)
+    chunk = _Chunk(cameras=cameras, first_index=first_index, n_frames=n_frames)
+    if settings.render_ahead:
+        for _ts_ms, position, index in _schedule(chunk):
+            jpeg = cameras[position].jpeg_frame(index, settings.quality).jpeg
+            assert jpeg is not None
+            chunk.rendered[(position, index)] = jpeg
+    return chunk
 
 
 def _next_chunk(
@@ -204,14 +231,16 @@ def _stream_chunk(
             if drop_sink is not None:
                 drop_sink(camera.camera_id, ts_ms)
             continue
-        frame = camera.jpeg_frame(index, settings.quality)
+        jpeg = chunk.rendered.pop((position, index), None)
+        if jpeg is None:
+            jpeg = camera.jpeg_frame(index, settings.quality).jpeg
+            assert jpeg is not None
         live = Frame(
-            camera_id=frame.camera_id,
-            index=frame.index + chunk.first_index,
-            ts_ms=frame.ts_ms,
-            jpeg=frame.jpeg,
+            camera_id=camera.camera_id,
+            index=index + chunk.first_index,
+            ts_ms=ts_ms,
+            jpeg=jpeg,
         )
-        assert live.jpeg is not None
         bus.publish(
             FRAMES_TOPIC.name,
             live.jpeg,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import signal
 import subprocess
 import sys
@@ -20,11 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
+from services.common.console import parse_resolution
 from services.common.events import ViolationType
 from services.common.queue import open_queue
 from services.loadtest.reconcile import Entry, HandoverWindow, SourceDrop, TrueViolation
-from services.loadtest.sampler import Sample, Sampler, Target
+from services.loadtest.sampler import READY, Sample, Sampler, Target
 from services.stack.config import StackConfig
 from services.stack.plan import (
     HOST,
@@ -34,12 +37,21 @@ from services.stack.plan import (
     detector_group,
     dispatcher_group,
 )
-from services.stack.processes import ProcessTable, http_ok, log_tail
+from services.stack.processes import ProcessTable, http_text, log_tail
 from services.stack.runner import StackState, infra_process
 
 # A generator publishes this many frames a second at most before its share is split again:
 # at about 2 ms per 720p frame this keeps each one well under a core.
 FRAMES_PER_GENERATOR = 150
+# Generators render ahead (``simulate-live --render-ahead``): drawing and encoding a frame
+# took 1.6 ms per 1280x720 frame (0.92 megapixels) on a 2-core machine; the lead allows
+# twice that, with the generators sharing the cores.
+RENDER_S_PER_MEGAPIXEL = 0.0035
+# A generator renders this far ahead (simulators.live.RENDER_AHEAD_CHUNK_S; the stack does
+# not import the simulators, it runs them).
+RENDER_AHEAD_S = 60.0
+# Start-up (imports, under load) and simulating a minute of a camera's traffic.
+START_S, SIMULATE_S_PER_CAMERA_MINUTE = 8.0, 0.3
 READ_PAGE = 1000
 
 
@@ -146,8 +158,7 @@ def run_load(config: StackConfig, spec: LoadSpec, *, run_dir: Path, progress: Pr
         raise LoadTestError(f"not running: {', '.join(down)}; run `citybrain stack up` first")
     run_dir.mkdir(parents=True, exist_ok=True)
     shares = _shares(cameras, spec)
-    # Start-up (imports, under load) plus simulating the first chunk of traffic.
-    lead_s = 8.0 + 0.3 * max(len(s) for s in shares) * min(spec.seconds, 120) / 60
+    lead_s = _lead_s(shares, spec)
     start_ms = int((time.time() + lead_s) * 1000)
     end_ms = start_ms + int(spec.seconds * 1000)
     generators = [
@@ -166,7 +177,7 @@ def run_load(config: StackConfig, spec: LoadSpec, *, run_dir: Path, progress: Pr
     samples: list[Sample] = []
     kill: KillRecord | None = None
     try:
-        _wait_ready(generators, run_dir)
+        _wait_ready(generators, run_dir, start_ms=start_ms, lead_s=lead_s)
         t_s = 0.0
         while time.time() * 1000 < end_ms:
             time.sleep(max(0.0, (start_ms / 1000 + t_s) - time.time()))
@@ -206,6 +217,21 @@ def _shares(cameras: list[str], spec: LoadSpec) -> list[list[str]]:
     return [cameras[i::count] for i in range(count)]
 
 
+def _lead_s(shares: list[list[str]], spec: LoadSpec) -> float:
+    """How long before the load's start the generators are launched: long enough to start,
+    simulate and render ahead their first chunk of frames.
+
+    >>> spec = LoadSpec(cameras=60, seconds=60, fps=5, resolution="1280x720")
+    >>> round(_lead_s([["cam"] * 30] * 2, spec))
+    46
+    """
+    width, height = parse_resolution(spec.resolution)
+    camera_minutes = max(len(s) for s in shares) * min(spec.seconds, RENDER_AHEAD_S) / 60
+    render_s = camera_minutes * 60 * spec.fps * width * height / 1e6 * RENDER_S_PER_MEGAPIXEL
+    sharing = max(1.0, len(shares) / (os.cpu_count() or 1))
+    return START_S + camera_minutes * SIMULATE_S_PER_CAMERA_MINUTE + render_s * sharing
+
+
 def _start_generator(
     config: StackConfig,
     paths: StackPaths,
@@ -224,7 +250,7 @@ def _start_generator(
         "--resolution", spec.resolution, "--truth", str(run_dir / f"truth-{index + 1}.jsonl"),
         "--metrics-port", str(port), "--catalogue", str(paths.fleet.catalogue),
         "--config", str(paths.fleet.simulator_config), "--fleet-order", str(paths.fleet.order),
-        "--seed", str(start_ms // 1000 % 100_000),
+        "--seed", str(start_ms // 1000 % 100_000), "--render-ahead",
     ]  # fmt: skip
     (run_dir / f"truth-{index + 1}.jsonl").unlink(missing_ok=True)
     with (run_dir / f"generator-{index + 1}.log").open("ab") as log:
@@ -239,14 +265,36 @@ def _start_generator(
     return process, f"http://{HOST}:{port}/metrics"
 
 
-def _wait_ready(generators: list[tuple[subprocess.Popen[bytes], str]], run_dir: Path) -> None:
-    deadline = time.monotonic() + 30
+def _wait_ready(
+    generators: list[tuple[subprocess.Popen[bytes], str]],
+    run_dir: Path,
+    *,
+    start_ms: int,
+    lead_s: float,
+) -> None:
+    """Until every generator has its first frames rendered; a generator not ready when
+    the load is due would skip its first frames as late, so that is an error."""
     for index, (process, url) in enumerate(generators):
-        while not http_ok(url):
-            if process.poll() is not None or time.monotonic() > deadline:
+        while not _feed_ready(url):
+            if process.poll() is not None:
                 tail = log_tail(run_dir / f"generator-{index + 1}.log")
-                raise LoadTestError(f"generator-{index + 1} did not start:\n{tail}")
+                raise LoadTestError(f"generator-{index + 1} stopped:\n{tail}")
+            if time.time() * 1000 > start_ms:
+                raise LoadTestError(
+                    f"generator-{index + 1} had not rendered its first frames when the load "
+                    f"was due, {lead_s:.0f} s after launch (the machine is busier than the "
+                    "lead allows for); run fewer cameras or stop other work"
+                )
             time.sleep(0.2)
+
+
+def _feed_ready(url: str) -> bool:
+    text = http_text(url)
+    return text is not None and any(
+        s.name == READY and s.value == 1
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    )
 
 
 def _kill(spec: KillSpec, state: StackState, table: ProcessTable, sample: Sample) -> KillRecord:

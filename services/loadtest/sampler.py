@@ -21,6 +21,7 @@ PROCESSED = "citybrain_frames_processed_total"
 REPLAYED = "citybrain_frames_replayed_total"
 DETECTOR_DROPPED = "citybrain_frames_dropped_total"
 DISPATCHED = "citybrain_dispatched_total"
+READY = "citybrain_camera_feed_ready"
 
 
 @dataclass(frozen=True, slots=True)
