@@ -236,14 +236,11 @@ def _stream_chunk(
             jpeg = camera.jpeg_frame(index, settings.quality).jpeg
             assert jpeg is not None
         live = Frame(
-            camera_id=camera.camera_id,
-            index=index + chunk.first_index,
-            ts_ms=ts_ms,
-            jpeg=jpeg,
+            camera_id=camera.camera_id, index=index + chunk.first_index, ts_ms=ts_ms, jpeg=jpeg
         )
         bus.publish(
             FRAMES_TOPIC.name,
-            live.jpeg,
+            jpeg,
             key=live.camera_id.encode(),
             headers=live.headers(),
             slot=settings.slots.get(live.camera_id),
