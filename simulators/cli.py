@@ -233,7 +233,8 @@ def simulate_live(  # noqa: PLR0917
             help="YAML `cameras: [ID, ...]` listing the whole fleet (`citybrain stack up` "
             "writes one): camera i of the list goes to `frames` partition i mod the partition "
             "count, so partitions, and the detectors sharing them, get equal numbers of "
-            "cameras. Without it the camera id's hash picks, which is lumpy for a few dozen "
+            "cameras. Without it, --all deals the catalogue's cameras in its order, and "
+            "--camera leaves it to the camera id's hash, which is lumpy for a few dozen "
             "cameras.",
         ),
     ] = None,
@@ -258,7 +259,7 @@ def simulate_live(  # noqa: PLR0917
             load_camera_setup(c, catalogue_path=catalogue, simulator_config_path=config).scene.fps
             for c in camera_ids
         }
-        slots = load_fleet_order(fleet_order).slots() if fleet_order else {}
+        slots = fleet_slots(camera_ids, fleet_order=fleet_order, whole_catalogue=all_cameras)
     except (UnknownCameraError, ConfigError) as exc:
         raise fail(str(exc)) from None
     if fleet_order and (unlisted := [c for c in camera_ids if c not in slots]):
@@ -330,6 +331,26 @@ def simulate_live(  # noqa: PLR0917
         f"[green]ok[/green] {len(camera_ids)} cameras: published {total.published} frames, "
         f"dropped {total.dropped_late} late, {total.violations} violations in the truth"
     )
+
+
+def fleet_slots(
+    camera_ids: list[str], *, fleet_order: Path | None, whole_catalogue: bool
+) -> dict[str, int]:
+    """Each camera's slot in its fleet (the ``frames`` partition it goes to, modulo their
+    count): from ``--fleet-order``; with ``--all`` and no order, the catalogue is the fleet
+    and its order deals the cameras (compose's simulators); otherwise none, and the camera
+    id's hash picks. Raises ``ConfigError`` for a bad order file.
+
+    >>> fleet_slots(["a", "b"], fleet_order=None, whole_catalogue=True)
+    {'a': 0, 'b': 1}
+    >>> fleet_slots(["a", "b"], fleet_order=None, whole_catalogue=False)
+    {}
+    """
+    if fleet_order is not None:
+        return load_fleet_order(fleet_order).slots()
+    if whole_catalogue:
+        return {camera: slot for slot, camera in enumerate(camera_ids)}
+    return {}
 
 
 def _join_shares(bus: Bus, cameras: list[str], group_id: str) -> KafkaCameraShares:
