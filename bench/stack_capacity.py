@@ -6,10 +6,11 @@ at least 95% of offered, detector lag at the end of the load under two seconds o
 and end-to-end p99 under 1 s. Writes ``bench/results/stack_capacity.json`` and each run's
 report beside it, and prints a table; the ratio of the two replica counts' capacities is
 the scaling figure. Needs Kafka and Redis (``make infra-up``); ports come from the
-environment like the tests' (KAFKA_PORT, REDIS_PORT). Long: about 2 minutes per step.
+environment like the tests' (KAFKA_PORT, REDIS_PORT). Long: about 3 minutes per step, as
+the load generators render their frames ahead first.
 
-    KAFKA_PORT=59092 REDIS_PORT=56379 nice .venv/bin/python bench/stack_capacity.py \\
-        --cameras 10,20,30,40,60 --replicas 1,2 --seconds 60
+    KAFKA_PORT=19092 REDIS_PORT=16379 nice .venv/bin/python bench/stack_capacity.py \\
+        --cameras 30,40,50,60,70 --replicas 1,2 --seconds 60
 """
 
 from __future__ import annotations
