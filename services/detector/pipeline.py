@@ -134,8 +134,12 @@ class _Feed:
             stationary_tol_px=max(1.5, settings.stationary_tol_frac * work_w),
             moved_px=settings.moved_frac * work_w,
         )
+        parking = self.geometry.parking
         self.tracker = Tracker(
-            fps=scene.fps, settings=tracker_settings, frame_wh=decoder.working_wh
+            fps=scene.fps,
+            settings=tracker_settings,
+            frame_wh=decoder.working_wh,
+            parking_zone=parking.in_zone if parking.zones else None,
         )
         # Only in a no-parking zone does a stay's start matter to a rule, so only there are
         # vehicles looked for in the persistent foreground; and there, vehicles stand, often
@@ -144,7 +148,6 @@ class _Feed:
         # ``whole``).
         self.standing: StandingVehicles | None = None
         self.zones_mask: GreyImage | None = None
-        parking = self.geometry.parking
         if parking.zones:
             self.standing = StandingVehicles(
                 window_frames=round(scene.fps * tracker_settings.stationary_window_s),

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from services.common.arrays import PointXY
 from services.common.boxes import BoxXYWH, box_centre, box_intersection, box_iou, covered_fraction
 from services.detector.geometry import distance
 from services.detector.tracker.association import (
@@ -62,10 +63,12 @@ class Tracker:
         fps: float,
         settings: TrackerSettings | None = None,
         frame_wh: tuple[int, int] | None = None,
+        parking_zone: Callable[[PointXY], bool] | None = None,
     ) -> None:
         """``frame_wh`` (working pixels) lets new tracks follow vehicles that leave a place
         the background learnt them in (see ``departures``); without it they are not looked
-        for."""
+        for. ``parking_zone`` tells whether a point (working pixels) is in a no-parking
+        zone, where a vehicle seen parking is never taken for a ghost (see ``ghosts``)."""
         self._settings = settings or TrackerSettings()
         self._frame_wh = frame_wh
         # Places vehicles have left this frame, where the background should learn the road.
@@ -74,7 +77,11 @@ class Tracker:
         self._window_ms = self._settings.stationary_window_s * 1000.0
         self._tracks: list[Track] = []
         self._next_id = 1
-        self._ghosts = Ghosts(startup_frames=round(fps * self._settings.startup_s))
+        self._ghosts = Ghosts(
+            startup_frames=round(fps * self._settings.startup_s),
+            travelled_px=self._settings.moved_px,
+            parking_zone=parking_zone,
+        )
         self._widths = VehicleWidths()
         self._vehicle_width_px: float | None = None
 
@@ -133,7 +140,11 @@ class Tracker:
         vehicle that passes through it). ``looks_like_ghost`` tells whether this frame
         shows road where a box stands.
         """
-        ghosts = self._ghosts.confirmed(self._tracks, looks_like_ghost=looks_like_ghost)
+        ghosts = self._ghosts.confirmed(
+            self._tracks,
+            looks_like_ghost=looks_like_ghost,
+            vehicle_width_px=self._vehicle_width_px,
+        )
         self._tracks = [t for t in self._tracks if t not in ghosts]
         vacated, self._vacated = self._vacated, []
         return [t.box for t in ghosts] + vacated
