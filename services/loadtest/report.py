@@ -131,6 +131,9 @@ def _kill(run: LoadRun) -> dict[str, Any] | None:
         "at_s": kill.at_s,
         "cameras_moved": len(kill.cameras),
         "cameras_resumed": len(resumed),
+        # Which cameras moved, and when each resumed: what a `lost` is told apart by.
+        "moved": sorted(kill.cameras),
+        "resumed_s": dict(sorted(kill.resumed_s.items())),
         "failover_s": max(resumed) if resumed else None,
         "first_resumed_s": min(resumed) if resumed else None,
         "caught_up_s": kill.caught_up_s,
