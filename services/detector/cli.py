@@ -288,6 +288,7 @@ def detect_command(
     bus = _events_bus(bus_url)
     registry = CollectorRegistry()
     lag = ConsumerLagGauge(registry, group=group_id)
+    metrics = DetectorMetrics.create(registry)
     scenes: dict[str, SceneConfig] = {}
     feeds: list[Iterable[SourceItem]] = []
     videos: list[tuple[Path, VideoFileSource]] = []
@@ -312,6 +313,7 @@ def detect_command(
                         handover_replay_s=handover_warmup_s,
                         session_timeout_s=session_timeout_s,
                         on_lag=lag.update,
+                        on_commit_failed=metrics.commit_failures.inc,
                     )
                 )
             except (ValueError, BusError) as exc:
@@ -325,7 +327,7 @@ def detect_command(
     worker = DetectorWorker(
         scenes=lambda camera_id: scenes.get(camera_id) or directory(camera_id),
         sinks=[bus_sink(bus)],
-        metrics=DetectorMetrics.create(registry),
+        metrics=metrics,
         evidence=EvidenceWriter(snapshots),
         recorder=_recorder(snapshots, clip_s=clip_s),
     )

@@ -27,6 +27,7 @@ class DetectorMetrics:
     stage_seconds: Histogram
     violations: Counter
     signal_changes: Counter
+    commit_failures: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> DetectorMetrics:
@@ -68,6 +69,12 @@ class DetectorMetrics:
                 "citybrain_signal_changes",
                 "Confirmed traffic-light changes, by the state changed to.",
                 ["camera_id", "state"],
+                registry=registry,
+            ),
+            commit_failures=Counter(
+                "citybrain_frames_commit_failures",
+                "Commits of the frames consumer group's offsets that failed (the broker was "
+                "away); each is tried again half a second later.",
                 registry=registry,
             ),
         )

@@ -299,7 +299,8 @@ class KafkaFrameSource:
     that much (at-least-once; the dispatcher drops what it has seen). A partition taken
     over from another detector starts ``handover_replay_s`` back, its already handled
     frames marked ``replay`` (see :class:`~services.common.bus.kafka.HandoverReplay`).
-    ``on_lag`` gets the consumer's lag per partition after every poll.
+    ``on_lag`` gets the consumer's lag per partition after every poll; ``on_commit_failed``
+    is called for each commit that failed (it is tried again at the next interval).
     """
 
     def __init__(
@@ -311,6 +312,7 @@ class KafkaFrameSource:
         handover_replay_s: float = 0.0,
         session_timeout_s: float | None = None,
         on_lag: Callable[[dict[tuple[str, int], int]], None] | None = None,
+        on_commit_failed: Callable[[], None] | None = None,
     ) -> None:
         bus.ensure_topics([FRAMES_TOPIC])
         self._consumer = bus.subscribe(
@@ -321,6 +323,7 @@ class KafkaFrameSource:
         )
         self._stop = stop
         self._on_lag = on_lag
+        self._on_commit_failed = on_commit_failed
 
     def __iter__(self) -> Iterator[SourceItem]:
         # The last handled message of each partition, committed every COMMIT_INTERVAL_S.
@@ -340,15 +343,28 @@ class KafkaFrameSource:
                     if not message.replayed:
                         handled[(message.topic, message.partition)] = message
                 if handled and time.monotonic() - committed_at >= COMMIT_INTERVAL_S:
-                    self._consumer.commit(list(handled.values()))
-                    handled, committed_at = {}, time.monotonic()
+                    committed_at = time.monotonic()
+                    # A failed commit (the broker went away) is tried again, with the latest
+                    # offsets, at the next interval; a crash meanwhile only reads these
+                    # frames again.
+                    if self._commit(handled, otherwise="tried again at the next interval"):
+                        handled = {}
         finally:
             # Also when the reader stops taking frames (the detector stopped): the next
             # owner then starts where this one ended.
             try:
                 if handled:
-                    self._consumer.commit(list(handled.values()))
-            except BusError as exc:
-                log.warning("frames since the last commit will be read again: %s", exc)
+                    self._commit(handled, otherwise="the next owner reads them again")
             finally:
                 self._consumer.close()
+
+    def _commit(self, handled: dict[tuple[str, int], BusMessage], *, otherwise: str) -> bool:
+        """Commit the handled offsets; on failure log, count, and return False."""
+        try:
+            self._consumer.commit(list(handled.values()))
+        except BusError as exc:
+            log.warning("frames since the last commit not committed (%s): %s", otherwise, exc)
+            if self._on_commit_failed is not None:
+                self._on_commit_failed()
+            return False
+        return True

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.common.bus import BusMessage, TopicSpec
+from services.common.bus import BusError, BusMessage, TopicSpec
 from services.common.bus.memory import InMemoryBus, InMemoryConsumer
 from services.common.frames import FRAMES_TOPIC, Frame
 from services.detector import sources
@@ -41,12 +41,13 @@ class FramesBus:
 
     inner: InMemoryBus = field(default_factory=lambda: InMemoryBus(default_partitions=1))
     consumer: OneAtATime | None = None
+    consumer_type: type[OneAtATime] = OneAtATime
 
     def ensure_topics(self, specs: Sequence[TopicSpec]) -> None:
         self.inner.ensure_topics(specs)
 
     def subscribe(self, topics: Sequence[str], *, group_id: str, **_: object) -> OneAtATime:
-        self.consumer = OneAtATime(self.inner.subscribe(topics, group_id=group_id))
+        self.consumer = self.consumer_type(self.inner.subscribe(topics, group_id=group_id))
         return self.consumer
 
 
@@ -91,3 +92,39 @@ def test_a_reader_that_stops_taking_frames_commits_those_it_took_before() -> Non
     del source  # what a `for` loop left by `break` does with it
     assert bus.consumer is not None
     assert bus.consumer.commits == [4]
+
+
+@dataclass
+class BrokerAway(OneAtATime):
+    """Commits fail while the broker is away: the first ``failing`` of them."""
+
+    failing: int = 2
+
+    def commit(self, messages: Sequence[BusMessage]) -> None:
+        if self.failing:
+            self.failing -= 1
+            raise BusError("commit failed: KafkaConnectionError: 111 ECONNREFUSED")
+        super().commit(messages)
+
+
+def test_a_failed_commit_is_counted_and_the_latest_offsets_are_committed_next_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sources, "COMMIT_INTERVAL_S", 0.0)
+    bus = FramesBus(consumer_type=BrokerAway)
+    publish(bus, 5)
+    failures: list[None] = []
+    stop = threading.Event()
+    source = KafkaFrameSource(
+        bus,  # type: ignore[arg-type]
+        group_id=GROUP,
+        stop=stop,
+        on_commit_failed=lambda: failures.append(None),
+    )
+    for seen, _item in enumerate(source, start=1):
+        if seen == 5:
+            stop.set()
+    assert len(failures) == 2
+    assert bus.consumer is not None
+    # The frames of the failed commits are in the next one; nothing was lost or skipped.
+    assert bus.consumer.commits == [3, 4, 5]
