@@ -34,9 +34,15 @@ SceneLookup = Callable[[str], SceneConfig | None]
 
 # A replayed frame this far after the camera's last frame (the camera comes back after
 # another detector had it), or not after it (this detector replays what it saw before), means
-# the pipeline's state belongs to another stretch of the feed: it starts again. Only replayed
-# frames (a handover) restart a pipeline; a file's odd timestamps never do.
+# the pipeline's state belongs to another stretch of the feed: it starts again. A file's odd
+# timestamps (repeated, or out of order) never restart it.
 DISCONTINUITY_MS = 3_000
+# Any frame this far after the camera's last one: the camera was silent (an outage, or the
+# same camera id streaming again later), the scene it saw is gone, and tracks standing in it
+# would swallow the vehicles now parking there. In a load test, a new detector group warmed
+# on the last 30 s of `frames` took in the end of an earlier run of the same cameras, and
+# its standing tracks hid the next run's first parked cars.
+SILENCE_MS = 10_000
 
 
 @dataclass
@@ -173,7 +179,9 @@ class DetectorWorker:
         if last is None:
             return
         gap_ms = frame.ts_ms - last
-        restart = frame.replay and (gap_ms <= 0 or gap_ms > DISCONTINUITY_MS)
+        restart = gap_ms > SILENCE_MS or (
+            frame.replay and (gap_ms <= 0 or gap_ms > DISCONTINUITY_MS)
+        )
         if restart and self._pipelines.pop(frame.camera_id, None) is not None:
             self.stats.restarts += 1
 

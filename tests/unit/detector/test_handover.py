@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from services.common.events import ViolationEvent
 from services.common.frames import Frame
 from services.detector.metrics import DetectorMetrics
-from services.detector.worker import DetectorWorker
+from services.detector.worker import SILENCE_MS, DetectorWorker
 from tests.unit.detector.synth import FPS, Vehicle, cycle, frames, scene, straight
 
 
@@ -86,4 +86,15 @@ def test_a_camera_coming_back_restarts_its_pipeline() -> None:
         w.handle(frame)
     later = replace(stream[20], ts_ms=stream[20].ts_ms + 60_000, replay=True)
     w.handle(later)
+    assert w.stats.restarts == 1
+
+
+def test_a_camera_silent_for_long_restarts_its_pipeline_and_a_short_gap_does_not() -> None:
+    stream: list[Frame] = list(frames(60, [runner()], cycle(red=(40, 200))))
+    w = worker([])
+    for frame in stream[:20]:
+        w.handle(frame)
+    w.handle(replace(stream[20], ts_ms=stream[19].ts_ms + SILENCE_MS // 2))
+    assert w.stats.restarts == 0
+    w.handle(replace(stream[21], ts_ms=stream[19].ts_ms + SILENCE_MS // 2 + SILENCE_MS + 1))
     assert w.stats.restarts == 1
