@@ -181,10 +181,14 @@ def _simulate_chunk(settings: LiveFeedSettings, number: int, first_index: int) -
     chunk = _Chunk(cameras=cameras, first_index=first_index, n_frames=n_frames)
     if settings.render_ahead:
         for _ts_ms, position, index in _schedule(chunk):
-            jpeg = cameras[position].jpeg_frame(index, settings.quality).jpeg
-            assert jpeg is not None
-            chunk.rendered[(position, index)] = jpeg
+            chunk.rendered[(position, index)] = _jpeg(cameras[position], index, settings)
     return chunk
+
+
+def _jpeg(camera: SimulatedCamera, index: int, settings: LiveFeedSettings) -> bytes:
+    jpeg = camera.jpeg_frame(index, settings.quality).jpeg
+    assert jpeg is not None  # jpeg_frame always encodes
+    return jpeg
 
 
 def _next_chunk(
@@ -231,10 +235,7 @@ def _stream_chunk(
             if drop_sink is not None:
                 drop_sink(camera.camera_id, ts_ms)
             continue
-        jpeg = chunk.rendered.pop((position, index), None)
-        if jpeg is None:
-            jpeg = camera.jpeg_frame(index, settings.quality).jpeg
-            assert jpeg is not None
+        jpeg = chunk.rendered.pop((position, index), None) or _jpeg(camera, index, settings)
         live = Frame(
             camera_id=camera.camera_id, index=index + chunk.first_index, ts_ms=ts_ms, jpeg=jpeg
         )

@@ -43,9 +43,9 @@ from services.stack.runner import StackState, infra_process
 # A generator publishes this many frames a second at most before its share is split again:
 # at about 2 ms per 720p frame this keeps each one well under a core.
 FRAMES_PER_GENERATOR = 150
-# Generators render ahead (``simulate-live --render-ahead``): drawing and encoding a frame
-# took 1.6 ms per 1280x720 frame (0.92 megapixels) on a 2-core machine; the lead allows
-# twice that, with the generators sharing the cores.
+# Generators render ahead (``simulate-live --render-ahead``): drawing and encoding a
+# 1280x720 frame (0.92 megapixels) takes 0.93 ms in ``bench/simulate.py``, and simulating
+# the traffic adds to it; the lead allows 3.2 ms, with the generators sharing the cores.
 RENDER_S_PER_MEGAPIXEL = 0.0035
 # A generator renders this far ahead (simulators.live.RENDER_AHEAD_CHUNK_S; the stack does
 # not import the simulators, it runs them).

@@ -71,8 +71,7 @@ class KafkaBus:
                     # each one went as a request of its own, woke the sender thread, and
                     # cost the broker a request: a load generator's sender thread took a
                     # third of its CPU. Batches of up to 1 MiB gathered for 25 ms carry a
-                    # few frames per request (bench/stack_capacity.py: the generators' sender
-                    # threads from 11% to 6% CPU each at 60 cameras).
+                    # few frames per request.
                     linger_ms=25,
                     batch_size=1024 * 1024,
                     max_request_size=MAX_MESSAGE_BYTES,
