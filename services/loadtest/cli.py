@@ -56,6 +56,14 @@ def loadtest(  # noqa: PLR0917
     settle_s: Annotated[
         float, typer.Option(min=0, help="Seconds at the start not scored (background learning).")
     ] = 10.0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Traffic seed (default: from the start time). The report names the seed it "
+            "ran with: pass it to run the same traffic again.",
+        ),
+    ] = None,
 ) -> None:
     """Stream simulated cameras into a running `citybrain stack`, sample it every second,
     optionally kill a process, drain, and reconcile the control center against the
@@ -81,6 +89,7 @@ def loadtest(  # noqa: PLR0917
         kill=kill_spec,
         generators=generators,
         settle_s=settle_s,
+        seed=seed,
     )
     run_dir = StackPaths.of(config).root / "loadtest" / time.strftime("%Y%m%dT%H%M%S")
     groups = (detector_group(config), dispatcher_group(config))
@@ -131,6 +140,7 @@ def _summary(report: dict[str, object]) -> None:
         ("e2e latency p50 / p95 / p99 ms", _percentiles(report["e2e_latency_ms"])),
         ("violation to entry p50 / p95 / p99 ms", _percentiles(report["violation_to_entry_ms"])),
         ("violations", json.dumps(report["violations"])),
+        ("seed", str(report["seed"])),
         ("drops", json.dumps(report["drops"])),
         ("kill", json.dumps(report["kill"])),
     ]

@@ -39,6 +39,7 @@ def analyse(run: LoadRun) -> tuple[dict[str, Any], Reconciliation]:
         "fps": spec.fps,
         "resolution": spec.resolution,
         "seconds": spec.seconds,
+        "seed": run.seed,
         "generators": run.generators,
         "offered_fps": round(spec.cameras * spec.fps, 2),
         "published_fps": round((last_load.published - first.published) / load_s, 2),

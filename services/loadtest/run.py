@@ -91,6 +91,9 @@ class LoadSpec:
     kill: KillSpec | None = None
     generators: int | None = None  # None: one per FRAMES_PER_GENERATOR frames a second
     settle_s: float = 10.0  # a new camera's first seconds are not scored
+    # The traffic seed; None picks one from the start time. A report names the seed it ran
+    # with, so that a run that lost something can be run again on the same traffic.
+    seed: int | None = None
     tail_s: float = 3.0  # nor its last ones (a red light is decided a few frames later)
     max_drain_s: float = 60.0
 
@@ -116,6 +119,7 @@ class LoadRun:
     generators: int
     start_ms: int
     end_ms: int
+    seed: int
     session_timeout_s: float
     samples: list[Sample]
     truths: list[TrueViolation]
@@ -161,8 +165,11 @@ def run_load(config: StackConfig, spec: LoadSpec, *, run_dir: Path, progress: Pr
     lead_s = _lead_s(shares, spec)
     start_ms = int((time.time() + lead_s) * 1000)
     end_ms = start_ms + int(spec.seconds * 1000)
+    seed = spec.seed if spec.seed is not None else start_ms // 1000 % 100_000
     generators = [
-        _start_generator(config, paths, share, spec, index=i, start_ms=start_ms, run_dir=run_dir)
+        _start_generator(
+            config, paths, share, spec, index=i, start_ms=start_ms, seed=seed, run_dir=run_dir
+        )
         for i, share in enumerate(shares)
     ]
     targets = [Target(s.name, s.role, s.metrics_url, table.process(s.name)) for s in state.services]
@@ -201,6 +208,7 @@ def run_load(config: StackConfig, spec: LoadSpec, *, run_dir: Path, progress: Pr
         generators=len(generators),
         start_ms=start_ms,
         end_ms=end_ms,
+        seed=seed,
         session_timeout_s=config.detectors.session_timeout_s,
         samples=samples,
         truths=truths,
@@ -240,6 +248,7 @@ def _start_generator(
     *,
     index: int,
     start_ms: int,
+    seed: int,
     run_dir: Path,
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = config.ports.simulator_metrics + config.simulators.replicas + index
@@ -250,7 +259,7 @@ def _start_generator(
         "--resolution", spec.resolution, "--truth", str(run_dir / f"truth-{index + 1}.jsonl"),
         "--metrics-port", str(port), "--catalogue", str(paths.fleet.catalogue),
         "--config", str(paths.fleet.simulator_config), "--fleet-order", str(paths.fleet.order),
-        "--seed", str(start_ms // 1000 % 100_000), "--render-ahead",
+        "--seed", str(seed), "--render-ahead",
     ]  # fmt: skip
     (run_dir / f"truth-{index + 1}.jsonl").unlink(missing_ok=True)
     with (run_dir / f"generator-{index + 1}.log").open("ab") as log:
