@@ -38,6 +38,8 @@ from services.detector.tracker.track import (
 
 # A standing region that overlaps a track's box this much (IoU) is that track's vehicle.
 STANDING_IOU = 0.4
+# A track's box within this many pixels of the frame's edge is at the edge.
+EDGE_PX = 2.0
 # A blob that this much of lies inside a live track's box is part of that vehicle, not a
 # new one.
 INSIDE_TRACK = 0.5
@@ -118,6 +120,9 @@ class Tracker:
         free = [t for t in self._tracks if t.track_id not in updated]
         for track, i in greedy_matches(free, predictions, {i: boxes[i] for i in unmatched}):
             unmatched.discard(i)
+            if self._came_in_where_it_left(track, predictions[track.track_id], boxes[i]):
+                track.rename(self._next_id)
+                self._next_id += 1
             updated.add(track.track_id)
             self._observe(track, boxes[i], frame=frame, ts_ms=ts_ms, whole=i not in blobs.joined)
 
@@ -131,6 +136,30 @@ class Tracker:
             if not any(covered_fraction(boxes[i], t.box) > INSIDE_TRACK for t in self._tracks):
                 self._start(boxes[i], frame=frame, ts_ms=ts_ms)
         return self.tracks
+
+    def _came_in_where_it_left(self, track: Track, predicted: BoxXYWH, box: BoxXYWH) -> bool:
+        """Whether ``box``, matched to a track that missed its blob at the frame's edge as
+        it drove out over it, is another vehicle coming in there.
+
+        The box of a vehicle whose blob shrank as it left stands still at the edge, and may
+        be a bus length long, so the centre of the next vehicle to come in there, in the
+        next lane, is near it. The match keeps the track's motion (matching is unchanged),
+        but the newcomer gets an id of its own: under the old one, its violations would
+        count as repeats of the vehicle that left.
+        """
+        if self._frame_wh is None or track.misses == 0 or track.stationary:
+            return False
+        if box_iou(predicted, box) > 0:
+            return False
+        x, y, w, h = track.box
+        vx, vy = track.velocity
+        width, height = self._frame_wh
+        return (
+            (x < EDGE_PX and vx < 0)
+            or (x + w > width - EDGE_PX and vx > 0)
+            or (y < EDGE_PX and vy < 0)
+            or (y + h > height - EDGE_PX and vy > 0)
+        )
 
     def release_ghosts(self, *, looks_like_ghost: Callable[[BoxXYWH], bool]) -> list[BoxXYWH]:
         """Drop the standing tracks that hold a ghost; returns their boxes, where the

@@ -115,6 +115,13 @@ class Track:
     def centre(self) -> PointXY:
         return box_centre(self.box)
 
+    def rename(self, track_id: int) -> None:
+        """Carry on as another vehicle: under ``track_id``, with nothing kept of what was
+        seen of the one before (no move to cross a line with, no samples to date a stay)."""
+        self.track_id = track_id
+        self.observations.clear()
+        self.samples.clear()
+
     @property
     def stationary(self) -> bool:
         return self.stay is not None

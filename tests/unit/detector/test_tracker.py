@@ -177,3 +177,33 @@ def test_vehicle_that_moves_as_a_whole_keeps_its_box() -> None:
         step(tracker, frame, [(100.0, 100.0 - 3 * frame, 16.0, 36.0)])
         (track,) = tracker.tracks
         assert track.box_xywh == (100.0, 100.0 - 3 * frame, 16.0, 36.0)
+
+
+def test_vehicle_coming_in_where_one_drove_out_gets_an_id_of_its_own() -> None:
+    """A bus drives out over the left edge; its blob shrinks there, then goes. A car coming
+    in over the same edge a frame later, in the next lane, is near the bus's box and takes
+    its track, but not its id: with it, the car's violations would count as repeats of the
+    bus's."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0), frame_wh=(320, 180))
+    blobs: list[BoxXYWH] = [(x, 40.0, 80.0, 16.0) for x in (100.0, 80.0, 60.0, 40.0, 20.0)]
+    blobs += [(0.0, 40.0, width, 16.0) for width in (80.0, 60.0, 40.0)]
+    for frame, blob in enumerate(blobs):
+        step(tracker, frame, [blob])
+    (bus,) = tracker.tracks
+    frame = len(blobs)
+    step(tracker, frame, [])
+    step(tracker, frame + 1, [(0.0, 60.0, 20.0, 16.0)])
+    (car,) = tracker.tracks
+    assert car.track_id != bus.track_id
+    assert car.last_move is None, "the bus's last move is not the car's"
+
+
+def test_vehicle_standing_at_the_edge_keeps_its_id_through_a_missed_frame() -> None:
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0), frame_wh=(320, 180))
+    for frame in range(20):
+        step(tracker, frame, [(0.0, 100.0, 30.0, 14.0)])
+    (parked,) = tracker.tracks
+    assert parked.stationary
+    step(tracker, 20, [])
+    step(tracker, 21, [(0.0, 101.0, 30.0, 14.0)])
+    assert [t.track_id for t in tracker.tracks] == [parked.track_id]
