@@ -40,6 +40,8 @@ from services.detector.tracker.track import (
 STANDING_IOU = 0.4
 # A track's box within this many pixels of the frame's edge is at the edge.
 EDGE_PX = 2.0
+# A blob overlapping a track's predicted box less than this (IoU) was matched by nearness.
+REACQUIRED_IOU = 0.1
 # A blob that this much of lies inside a live track's box is part of that vehicle, not a
 # new one.
 INSIDE_TRACK = 0.5
@@ -143,13 +145,14 @@ class Tracker:
 
         The box of a vehicle whose blob shrank as it left stands still at the edge, and may
         be a bus length long, so the centre of the next vehicle to come in there, in the
-        next lane, is near it. The match keeps the track's motion (matching is unchanged),
+        next lane, is near it (or its predicted box, mostly out of the picture by then,
+        still grazes the newcomer's). The match keeps the track's motion (matching is unchanged),
         but the newcomer gets an id of its own: under the old one, its violations would
         count as repeats of the vehicle that left.
         """
         if self._frame_wh is None or track.misses == 0 or track.stationary:
             return False
-        if box_iou(predicted, box) > 0:
+        if box_iou(predicted, box) >= REACQUIRED_IOU:
             return False
         x, y, w, h = track.box
         vx, vy = track.velocity

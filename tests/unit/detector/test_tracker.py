@@ -179,7 +179,14 @@ def test_vehicle_that_moves_as_a_whole_keeps_its_box() -> None:
         assert track.box_xywh == (100.0, 100.0 - 3 * frame, 16.0, 36.0)
 
 
-def test_vehicle_coming_in_where_one_drove_out_gets_an_id_of_its_own() -> None:
+@pytest.mark.parametrize(
+    "car",
+    [
+        (0.0, 60.0, 20.0, 16.0),  # clear of the bus's box, but its centre is near
+        (0.0, 55.0, 10.0, 14.0),  # grazing the bus's predicted box, by then mostly outside
+    ],
+)
+def test_vehicle_coming_in_where_one_drove_out_gets_an_id_of_its_own(car: BoxXYWH) -> None:
     """A bus drives out over the left edge; its blob shrinks there, then goes. A car coming
     in over the same edge a frame later, in the next lane, is near the bus's box and takes
     its track, but not its id: with it, the car's violations would count as repeats of the
@@ -192,10 +199,10 @@ def test_vehicle_coming_in_where_one_drove_out_gets_an_id_of_its_own() -> None:
     (bus,) = tracker.tracks
     frame = len(blobs)
     step(tracker, frame, [])
-    step(tracker, frame + 1, [(0.0, 60.0, 20.0, 16.0)])
-    (car,) = tracker.tracks
-    assert car.track_id != bus.track_id
-    assert car.last_move is None, "the bus's last move is not the car's"
+    step(tracker, frame + 1, [car])
+    (taken,) = tracker.tracks
+    assert taken.track_id != bus.track_id
+    assert taken.last_move is None, "the bus's last move is not the car's"
 
 
 def test_vehicle_standing_at_the_edge_keeps_its_id_through_a_missed_frame() -> None:
