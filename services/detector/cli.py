@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, TextIO
 
@@ -22,14 +24,17 @@ from services.common.config.paths import SCENES_DIR, config_path
 from services.common.config.scene import SceneConfig
 from services.common.console import fail, frame_progress, out
 from services.common.events import VIOLATIONS_TOPIC
+from services.common.frames import Frame
 from services.common.lag import ConsumerLagGauge
 from services.detector.annotate import AnnotatedVideoWriter, AnnotateError
+from services.detector.decode import CorruptFrameError, decode_bgr
 from services.detector.evaluate import DEFAULT_FPS, evaluate, load_events, load_truth
 from services.detector.evidence import EvidenceWriter
 from services.detector.metrics import DetectorMetrics
 from services.detector.recorder import EvidenceRecorder, RecorderSettings
 from services.detector.replay import replay
 from services.detector.sources import (
+    KafkaCameraHistory,
     KafkaFrameSource,
     SceneSourceOptions,
     SourceItem,
@@ -56,9 +61,97 @@ def _load_scene(path: Path) -> SceneConfig:
         raise fail(str(exc)) from None
 
 
+@dataclass(frozen=True, slots=True)
+class _ReplayInput:
+    """What ``citybrain replay`` reads: its frames, their size, and what to call them."""
+
+    items: Iterable[SourceItem]
+    frame_wh: tuple[int, int]
+    label: str
+    frame_count: int | None = None
+    # What the read found besides frames (an edit list, a truncated file), once it is done.
+    notes: Callable[[], list[str]] = list
+
+
+def _replay_input(
+    video: str,
+    *,
+    scene: SceneConfig,
+    scene_path: Path,
+    start_ts_ms: int | None,
+    since_ts_ms: int | None,
+    until_ts_ms: int | None,
+) -> _ReplayInput:
+    """The video file, or the scene's camera's frames in Kafka; exits 2 on options that do
+    not go with it, an unreadable file, no frames, or a scene that does not fit them."""
+    if not video.startswith("kafka://"):
+        if since_ts_ms is not None or until_ts_ms is not None:
+            raise fail("--since-ts-ms and --until-ts-ms pick frames from Kafka, not from a file")
+        try:
+            source = VideoFileSource(
+                Path(video), camera_id=scene.camera_id, fps=scene.fps, start_ts_ms=start_ts_ms
+            )
+        except VideoOpenError as exc:
+            raise fail(str(exc)) from None
+        _check_fit(scene, scene_path, source.resolution_wh)
+        return _ReplayInput(
+            items=source,
+            frame_wh=source.resolution_wh,
+            label=Path(video).name,
+            frame_count=source.frame_count,
+            notes=lambda: source.report.notes(Path(video)),
+        )
+    if since_ts_ms is None or until_ts_ms is None:
+        raise fail(
+            f"{video}: give --since-ts-ms and --until-ts-ms, the capture times (Unix ms) of "
+            "the frames to replay"
+        )
+    if start_ts_ms is not None:
+        raise fail("--start-ts-ms times a video file; frames from Kafka carry their own")
+    try:
+        bus = open_bus(video)
+        assert isinstance(bus, KafkaBus)  # a kafka:// URL opens one
+        items = iter(
+            KafkaCameraHistory(
+                bus, camera_id=scene.camera_id, since_ms=since_ts_ms, until_ms=until_ts_ms
+            )
+        )
+        # The first frame tells the frames' size (a stack's may be smaller than its scene).
+        head: list[SourceItem] = []
+        first: Frame | None = None
+        for item in items:
+            if isinstance(item, Frame):
+                first = item
+                break
+            head.append(item)
+    except (ValueError, BusError) as exc:
+        raise fail(f"{video}: {exc}") from None
+    if first is None:
+        raise fail(
+            f"{video}: no frames of {scene.camera_id} captured between {since_ts_ms} and "
+            f"{until_ts_ms} (the topic keeps frames for its retention time)"
+        )
+    try:
+        image = decode_bgr(first)
+    except CorruptFrameError as exc:
+        raise fail(f"{video}: the first frame of {scene.camera_id}: {exc}") from None
+    frame_wh = (image.shape[1], image.shape[0])
+    _check_fit(scene, scene_path, frame_wh)
+    return _ReplayInput(
+        items=itertools.chain(head, [first], items),
+        frame_wh=frame_wh,
+        label=f"{scene.camera_id} from Kafka",
+    )
+
+
 def replay_command(
     video: Annotated[
-        Path, typer.Argument(help="Recorded video file: MP4, MOV, MKV or AVI (MJPG is fastest).")
+        str,
+        typer.Argument(
+            help="Recorded video file (MP4, MOV, MKV or AVI; MJPG is fastest), or "
+            "kafka://HOST:PORT to replay the scene's camera's frames from the frames topic "
+            "(with --since-ts-ms and --until-ts-ms): what a stack's detectors were fed."
+        ),
     ],
     *,
     scene_path: Annotated[Path, typer.Option("--scene", help="The camera's scene YAML.")],
@@ -102,20 +195,29 @@ def replay_command(
         ),
     ] = None,
     clip_s: Annotated[float, _CLIP_OPTION] = 0.0,
+    since_ts_ms: Annotated[
+        int | None,
+        typer.Option(
+            help="From Kafka: the capture time (Unix ms) of the first frame to replay, e.g. a "
+            "load test's lost violation's ts_ms less a minute."
+        ),
+    ] = None,
+    until_ts_ms: Annotated[
+        int | None,
+        typer.Option(help="From Kafka: the capture time (Unix ms) of the last frame to replay."),
+    ] = None,
 ) -> None:
     """Run the detectors over VIDEO as fast as possible; write one event per line."""
     scene = _load_scene(scene_path)
     cv2.setNumThreads(1)
-    try:
-        source = VideoFileSource(
-            video,
-            camera_id=scene.camera_id,
-            fps=scene.fps,
-            start_ts_ms=start_ts_ms,
-        )
-    except VideoOpenError as exc:
-        raise fail(str(exc)) from None
-    _check_fit(scene, scene_path, source)
+    source = _replay_input(
+        video,
+        scene=scene,
+        scene_path=scene_path,
+        start_ts_ms=start_ts_ms,
+        since_ts_ms=since_ts_ms,
+        until_ts_ms=until_ts_ms,
+    )
     bus = _events_bus(bus_url) if bus_url else None
     evidence_dir = _writable_dir("--snapshots", snapshots) if snapshots else None
     try:
@@ -130,16 +232,16 @@ def replay_command(
             if annotate_path is not None:
                 try:
                     annotated = AnnotatedVideoWriter(
-                        annotate_path, scene=scene, fps=scene.fps, frame_wh=source.resolution_wh
+                        annotate_path, scene=scene, fps=scene.fps, frame_wh=source.frame_wh
                     )
                 except AnnotateError as exc:
                     raise fail(str(exc)) from None
                 stack.callback(annotated.close)
                 frame_sinks.append(annotated)
             progress = stack.enter_context(frame_progress())
-            task = progress.add_task(video.name, total=source.frame_count or None)
+            task = progress.add_task(source.label, total=source.frame_count or None)
             summary = replay(
-                source,
+                source.items,
                 scene=scene,
                 sinks=sinks,
                 evidence=EvidenceWriter(evidence_dir) if evidence_dir else None,
@@ -151,11 +253,13 @@ def replay_command(
         # Outputs are written line by line, so a full disk shows at the first event or frame.
         outputs = f"--events {events_path}" + (f" or --trace {trace_path}" if trace_path else "")
         raise fail(f"{outputs}: {exc.strerror or exc}") from None
+    except BusError as exc:  # Kafka went away while its frames were read
+        raise fail(f"{video}: {exc}") from None
     if bus is not None:
         bus.flush()
         bus.close()
     stats = summary.stats
-    for note in source.report.notes(video):
+    for note in source.notes():
         out.print(f"note: {note}", markup=False)
     out.print(
         f"frames read: {stats.frames_read}  processed: {stats.frames_processed}  "
@@ -208,9 +312,9 @@ def _recorder(root: Path, *, clip_s: float) -> EvidenceRecorder:
     return EvidenceRecorder(root, settings=RecorderSettings(clip_s=clip_s))
 
 
-def _check_fit(scene: SceneConfig, scene_path: Path, source: VideoFileSource) -> None:
+def _check_fit(scene: SceneConfig, scene_path: Path, frame_wh: tuple[int, int]) -> None:
     """Exit 2 when the scene's geometry cannot be the video's (a light or zone off-frame)."""
-    problem = scene.misfit(source.resolution_wh)
+    problem = scene.misfit(frame_wh)
     if problem is not None:
         raise fail(f"{scene_path} does not fit the video: {problem}")
 
@@ -362,7 +466,7 @@ def _open_video(
         video = VideoFileSource(path, camera_id=scene.camera_id, fps=scene.fps)
     except VideoOpenError as exc:
         raise fail(str(exc)) from None
-    _check_fit(scene, scene_path, video)
+    _check_fit(scene, scene_path, video.resolution_wh)
     return video
 
 

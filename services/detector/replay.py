@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -12,7 +12,7 @@ from services.common.config.scene import SceneConfig
 from services.detector.evidence import EvidenceSink
 from services.detector.metrics import DetectorMetrics
 from services.detector.recorder import EvidenceRecorder
-from services.detector.sources import SourceItem, VideoFileSource
+from services.detector.sources import SourceItem
 from services.detector.worker import DetectorWorker, EventSink, FrameSink, WorkerStats
 
 
@@ -27,7 +27,7 @@ class ReplaySummary:
 
 
 def replay(
-    source: VideoFileSource,
+    source: Iterable[SourceItem],
     *,
     scene: SceneConfig,
     sinks: list[EventSink],

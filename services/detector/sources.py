@@ -1,5 +1,6 @@
-"""Frame sources: a recorded video file, the Kafka ``frames`` topic, and registered scene
-sources (the simulator, which the console script registers as ``sim:``).
+"""Frame sources: a recorded video file, the Kafka ``frames`` topic (live, as a consumer
+group's member, or one camera's history), and registered scene sources (the simulator,
+which the console script registers as ``sim:``).
 
 Each yields :class:`Frame` objects in order, and a :class:`DroppedFrame` for anything it
 had to skip, so the worker can count it without the source knowing about metrics.
@@ -49,6 +50,9 @@ class DroppedFrame:
 
 
 SourceItem = Frame | DroppedFrame
+
+# How long after its capture a camera's frame may reach Kafka and still be replayed.
+SEND_SLACK_MS = 10_000
 
 
 class VideoOpenError(RuntimeError):
@@ -288,6 +292,40 @@ def open_scene_source(spec: str, options: SceneSourceOptions) -> SceneSource | N
     if not colon or factory is None:
         return None
     return factory(argument, options)
+
+
+class KafkaCameraHistory:
+    """One camera's frames from the ``frames`` topic, captured between two times: what a
+    stack's detectors were fed, to replay with a trace or an annotated video while the
+    topic still keeps them (its retention). Read without a consumer group, so a running
+    stack is not disturbed.
+
+    Frames are looked for among those sent up to ``SEND_SLACK_MS`` after the window, since
+    a camera sends each frame after capturing it; a message without the headers that place
+    it is a dropped frame.
+    """
+
+    def __init__(self, bus: KafkaBus, *, camera_id: str, since_ms: int, until_ms: int) -> None:
+        self.camera_id = camera_id
+        self._bus = bus
+        self._since_ms = since_ms
+        self._until_ms = until_ms
+
+    def __iter__(self) -> Iterator[SourceItem]:
+        messages = self._bus.history(
+            FRAMES_TOPIC.name,
+            key=self.camera_id.encode(),
+            since_ms=self._since_ms,
+            until_ms=self._until_ms + SEND_SLACK_MS,
+        )
+        for message in messages:
+            try:
+                frame = frame_from_message(message)
+            except FrameHeaderError:
+                yield DroppedFrame(camera_id=self.camera_id, index=-1, reason="headers")
+                continue
+            if self._since_ms <= frame.ts_ms <= self._until_ms:
+                yield frame
 
 
 class KafkaFrameSource:

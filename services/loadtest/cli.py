@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,11 +14,17 @@ from rich.table import Table
 
 from services.common.config.loader import ConfigError
 from services.common.console import err, fail, out, parse_resolution
+from services.common.events import ViolationType
+from services.loadtest.reconcile import EVIDENCE_S
 from services.loadtest.report import analyse, plot
 from services.loadtest.run import KillSpec, LoadSpec, LoadTestError, run_load
 from services.loadtest.sampler import Sample
-from services.stack.config import DEFAULT_STACK_PATH, load_stack_config
-from services.stack.plan import StackPaths, detector_group, dispatcher_group
+from services.stack.config import DEFAULT_STACK_PATH, StackConfig, load_stack_config
+from services.stack.plan import StackPaths, Urls, detector_group, dispatcher_group
+
+# A replay of a lost violation starts this long before its evidence (a camera's pipeline
+# learns its background first) and goes on this long after it.
+LOOK_BACK_MS = 10_000
 
 
 def loadtest(  # noqa: PLR0917
@@ -127,7 +133,25 @@ def loadtest(  # noqa: PLR0917
     png = json_out.with_suffix(".png")
     plot(run, report, png)
     _summary(report)
+    replay_hint(report, config)
     out.print(f"[green]ok[/green] report {json_out}, plot {png}, generator logs in {run_dir}")
+
+
+def replay_hint(report: dict[str, Any], config: StackConfig) -> None:
+    """For the first violation lost, the command that replays what the detectors saw of
+    it, while the frames topic still keeps its frames."""
+    if not report["lost"]:
+        return
+    lost = report["lost"][0]
+    scene = StackPaths.of(config).fleet.scenes / f"{lost['camera_id']}.yaml"
+    since_ms = lost["ts_ms"] - int(EVIDENCE_S[ViolationType(lost["type"])] * 1000) - LOOK_BACK_MS
+    out.print(
+        f"lost {lost['type']} at {lost['camera_id']} ({lost['ts_ms']}); what the detectors "
+        f"saw of it: citybrain replay {Urls.of(config).bus} --scene {scene} "
+        f"--since-ts-ms {since_ms} --until-ts-ms {lost['ts_ms'] + LOOK_BACK_MS} "
+        "--events /tmp/lost.jsonl --trace /tmp/lost-trace.jsonl",
+        markup=False,
+    )
 
 
 def _summary(report: dict[str, object]) -> None:

@@ -118,6 +118,29 @@ CASES = {
         lambda t: replay(t, "--bus", DEAD_KAFKA),
         lambda t: f"--bus {DEAD_KAFKA}: cannot reach Kafka at 127.0.0.1:9",
     ),
+    "replay-window-for-a-file": Case(
+        lambda t: replay(t, "--since-ts-ms", "1"),
+        lambda t: "--since-ts-ms and --until-ts-ms pick frames from Kafka, not from a file",
+    ),
+    "replay-from-kafka-without-a-window": Case(
+        lambda t: ["replay", DEAD_KAFKA, "--scene", CLIP["scene"], "--events", str(t / "e")],
+        lambda t: f"{DEAD_KAFKA}: give --since-ts-ms and --until-ts-ms",
+    ),
+    "replay-from-kafka-that-does-not-answer": Case(
+        lambda t: [
+            "replay",
+            DEAD_KAFKA,
+            "--scene",
+            CLIP["scene"],
+            "--events",
+            str(t / "e"),
+            "--since-ts-ms",
+            "1",
+            "--until-ts-ms",
+            "2",
+        ],
+        lambda t: f"{DEAD_KAFKA}: cannot reach Kafka at 127.0.0.1:9",
+    ),
     "run-bus-not-kafka": Case(
         lambda t: ["run", "--bus", "http://x", "--evidence-dir", str(t)],
         lambda t: "bus URL 'http://x': scheme must be kafka:// or memory://",

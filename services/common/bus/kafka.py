@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, TopicPartition
@@ -32,6 +32,9 @@ BOOTSTRAP_TIMEOUT_MS = 10_000
 # broker gone gives up within this, and what it did not commit is read again by the next
 # owner.
 COORDINATOR_TIMEOUT_MS = 5_000
+
+# A history read gives up when a partition it has not finished sends nothing for this long.
+HISTORY_STALL_S = 10.0
 
 # Large enough for a 1080p JPEG frame; the topics are created with the same limit.
 
@@ -130,16 +133,24 @@ class KafkaBus:
         finally:
             admin.close()
 
-    def partition_count(self, topic: str) -> int:
-        """How many partitions ``topic`` has; 0 if it does not exist."""
+    def _consumer(self, **options: Any) -> KafkaConsumer:
+        """A consumer client of this bus's brokers (``options`` as kafka-python takes them),
+        committing only when told to; ``BusError`` when no broker answers."""
         try:
-            consumer = KafkaConsumer(
+            return KafkaConsumer(
                 bootstrap_servers=self.bootstrap_servers,
                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
                 client_id=self._client_id,
+                enable_auto_commit=False,
+                max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+                **options,
             )
         except KafkaError as exc:
             raise unreachable(self.bootstrap_servers, exc) from exc
+
+    def partition_count(self, topic: str) -> int:
+        """How many partitions ``topic`` has; 0 if it does not exist."""
+        consumer = self._consumer()
         try:
             return len(consumer.partitions_for_topic(topic) or ())
         finally:
@@ -190,28 +201,55 @@ class KafkaBus:
                 "session_timeout_ms": round(session_timeout_s * 1000),
                 "heartbeat_interval_ms": round(session_timeout_s * 1000 / 3),
             }
-        try:
-            consumer = KafkaConsumer(
-                **timeouts,
-                bootstrap_servers=self.bootstrap_servers,
-                bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS,
-                client_id=self._client_id,
-                group_id=group_id,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-                max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
-                # Partitions dealt in turn: with cameras dealt the same way (``slot`` in
-                # ``publish``), each member gets as many cameras as the next, give or take
-                # one. The range assignor gives each member a block of partitions, which
-                # leaves blocks unequal whenever the partitions are (30 cameras on 12
-                # partitions: 18 and 12).
-                partition_assignment_strategy=(RoundRobinPartitionAssignor,),
-            )
-        except KafkaError as exc:
-            raise unreachable(self.bootstrap_servers, exc) from exc
+        consumer = self._consumer(
+            **timeouts,
+            group_id=group_id,
+            auto_offset_reset="earliest",
+            # Partitions dealt in turn: with cameras dealt the same way (``slot`` in
+            # ``publish``), each member gets as many cameras as the next, give or take one.
+            # The range assignor gives each member a block of partitions, which leaves
+            # blocks unequal whenever the partitions are (30 cameras on 12 partitions: 18
+            # and 12).
+            partition_assignment_strategy=(RoundRobinPartitionAssignor,),
+        )
         replay = HandoverReplay(consumer, replay_ms=round(handover_replay_s * 1000))
         consumer.subscribe(list(topics), listener=replay)
         return KafkaBusConsumer(consumer, replay=replay, group_id=group_id)
+
+    def history(
+        self, topic: str, *, key: bytes, since_ms: int, until_ms: int
+    ) -> Iterator[BusMessage]:
+        """The messages of ``key`` on ``topic`` that were sent between ``since_ms`` and
+        ``until_ms`` (Unix ms, the producer's timestamps), partition after partition in
+        offset order, and no later than the end of each partition when the read began.
+
+        Read without a consumer group: nothing is committed, and no group's members are
+        disturbed (a running stack's detectors go on as they were). Raises ``BusError`` when
+        the broker cannot be reached, the topic does not exist, or a read stalls.
+        """
+        self._probe()
+        consumer = self._consumer()
+        try:
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            if not partitions:
+                raise BusError(f"no topic {topic!r} at {self.bootstrap_servers}")
+            starts = consumer.offsets_for_times(
+                {tp: since_ms for tp in partitions}, timeout_ms=COORDINATOR_TIMEOUT_MS
+            )
+            ends = consumer.end_offsets(partitions)
+            for tp in partitions:
+                start = starts.get(tp)
+                if start is None or start.offset >= ends[tp]:
+                    continue  # nothing sent there since since_ms
+                consumer.assign([tp])
+                consumer.seek(tp, start.offset)
+                yield from _read_until(consumer, tp, key=key, until_ms=until_ms, end=ends[tp])
+        except KafkaError as exc:
+            raise BusError(f"reading {topic} failed: {exc}") from exc
+        finally:
+            consumer.close(autocommit=False, timeout_ms=COORDINATOR_TIMEOUT_MS)
 
     def close(self) -> None:
         if self._producer is not None:
@@ -333,14 +371,8 @@ class KafkaBusConsumer:
         except KafkaError as exc:
             raise BusError(f"poll failed: {exc}") from exc
         return [
-            BusMessage(
-                topic=r.topic,
-                partition=r.partition,
-                offset=r.offset,
-                key=r.key,
-                value=r.value if r.value is not None else b"",
-                headers=tuple((k, v if v is not None else b"") for k, v in (r.headers or ())),
-                ts_ms=r.timestamp,
+            _message(
+                r,
                 replayed=self._replay is not None
                 and self._replay.replayed(r.topic, r.partition, r.offset),
             )
@@ -365,3 +397,39 @@ class KafkaBusConsumer:
 
     def close(self) -> None:
         self._consumer.close(autocommit=False, timeout_ms=COORDINATOR_TIMEOUT_MS)
+
+
+def _read_until(
+    consumer: KafkaConsumer, tp: TopicPartition, *, key: bytes, until_ms: int, end: int
+) -> Iterator[BusMessage]:
+    """``key``'s messages of one assigned partition, from its position up to ``end`` or the
+    first message sent after ``until_ms``."""
+    stalled_since = time.monotonic()
+    while consumer.position(tp, timeout_ms=COORDINATOR_TIMEOUT_MS) < end:
+        records = consumer.poll(timeout_ms=1000, max_records=200).get(tp, [])
+        if not records:
+            if time.monotonic() - stalled_since > HISTORY_STALL_S:
+                raise BusError(
+                    f"reading {tp.topic}/{tp.partition}: no data for {HISTORY_STALL_S:g} s"
+                )
+            continue
+        stalled_since = time.monotonic()
+        for record in records:
+            if record.timestamp > until_ms or record.offset >= end:
+                return
+            if record.key == key:
+                yield _message(record)
+
+
+def _message(record: Any, *, replayed: bool = False) -> BusMessage:
+    """A kafka-python ``ConsumerRecord`` as the bus's message."""
+    return BusMessage(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value if record.value is not None else b"",
+        headers=tuple((k, v if v is not None else b"") for k, v in (record.headers or ())),
+        ts_ms=record.timestamp,
+        replayed=replayed,
+    )
