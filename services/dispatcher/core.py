@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from services.common.boxes import box_iou
 from services.common.config.catalogue import Catalogue
-from services.common.events import ViolationEvent, parse_event
+from services.common.events import ViolationEvent, ViolationType, parse_event
 from services.common.queue import DispatchedEntry, PendingEntry
 from services.dispatcher.config import DispatchConfig, PeakWindow, Priority, PriorityRule
 
@@ -44,6 +44,8 @@ MAX_IDS_PER_GROUP = 64
 # Boxes of one vehicle seen by two detector runs a frame or two apart overlap at least this
 # much; two vehicles side by side in their lanes do not overlap at all.
 HANDOVER_MIN_IOU = 0.1
+# A parked vehicle's box, seen again, overlaps the first at least this much.
+SAME_PLACE_MIN_IOU = 0.1
 # The entries a camera's sightings keep for each type, newest last.
 MAX_SIGHTINGS = 16
 
@@ -89,6 +91,8 @@ class GroupState:
     last_ts_ms: int
     recent_ids: tuple[str, ...]
     sightings: tuple[Sighting, ...] = ()
+    # Where the entry's vehicle was, for a parking group (see ``Dispatcher.decide``).
+    bbox_xywh: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -96,6 +100,8 @@ class GroupState:
             "last_ts_ms": self.last_ts_ms,
             "recent_ids": list(self.recent_ids),
         }
+        if self.bbox_xywh is not None:
+            out["bbox_xywh"] = list(self.bbox_xywh)
         if self.sightings:
             out["sightings"] = [
                 [s.violation_id, s.ts_ms, list(s.bbox_xywh), s.tracker_epoch_ms]
@@ -114,6 +120,8 @@ class GroupState:
                 Sighting(str(vid), int(ts), (int(x), int(y), int(w), int(h)), int(epoch))
                 for vid, ts, (x, y, w, h), epoch in data.get("sightings", ())
             ),
+            # And before groups knew their place.
+            bbox_xywh=_box(data["bbox_xywh"]) if "bbox_xywh" in data else None,
         )
 
 
@@ -224,6 +232,32 @@ def group_key(event: ViolationEvent) -> str:
     return f"{sightings_key(event)}|{event.track_id}"
 
 
+def _place(
+    kind: ViolationType, bbox_xywh: tuple[int, int, int, int]
+) -> tuple[int, int, int, int] | None:
+    """What a group keeps of where its vehicle was: a parked one's box; nothing for a red
+    light, which is crossed once."""
+    return bbox_xywh if kind is ViolationType.ILLEGAL_PARKING else None
+
+
+def _box(values: Sequence[Any]) -> tuple[int, int, int, int]:
+    x, y, w, h = (int(v) for v in values)
+    return (x, y, w, h)
+
+
+def _parked_elsewhere(group: GroupState, event: ViolationEvent) -> bool:
+    """Whether a parking event of the group's track is at another place than its entry.
+
+    A vehicle that parks again somewhere else is a violation of its own, with its own place
+    to go to; and a detector's track that took over another vehicle (one coming in over
+    the picture's edge where this one drove out) must not hide that vehicle's violation as
+    a repeat. The same stay seen again (a detector's restart) is at the same place.
+    """
+    return group.bbox_xywh is not None and (
+        box_iou(group.bbox_xywh, event.bbox_xywh) < SAME_PLACE_MIN_IOU
+    )
+
+
 def parse(raw: bytes, *, max_bytes: int) -> ViolationEvent | DeadLetter:
     """Validate one message value against the event schema."""
     if len(raw) > max_bytes:
@@ -325,6 +359,7 @@ class Dispatcher:
                     violation_id=sighting.violation_id,
                     last_ts_ms=sighting.ts_ms,
                     recent_ids=(sighting.violation_id,),
+                    bbox_xywh=_place(event.type, sighting.bbox_xywh),
                 )
         return None
 
@@ -352,20 +387,31 @@ class Dispatcher:
         vid = event.violation_id
         if group is not None and vid in group.recent_ids:
             return Duplicate(violation_id=vid, camera_id=event.camera_id), None
-        if group is not None and self._within_window(group, event.ts_ms):
+        ids = (*group.recent_ids, vid)[-MAX_IDS_PER_GROUP:] if group is not None else (vid,)
+        if (
+            group is not None
+            and self._within_window(group, event.ts_ms)
+            and not _parked_elsewhere(group, event)
+        ):
             repeat = Repeat(
                 violation_id=group.violation_id,
                 repeat_id=vid,
                 camera_id=event.camera_id,
                 ts_ms=event.ts_ms,
             )
-            ids = (*group.recent_ids, vid)[-MAX_IDS_PER_GROUP:]
             last = max(group.last_ts_ms, event.ts_ms)
             return repeat, GroupState(
-                violation_id=group.violation_id, last_ts_ms=last, recent_ids=ids
+                violation_id=group.violation_id,
+                last_ts_ms=last,
+                recent_ids=ids,
+                bbox_xywh=group.bbox_xywh,
             )
+        # The ids the group had handled stay known, so a redelivery of them is a duplicate.
         return self.dispatch(event, now_ms=now_ms), GroupState(
-            violation_id=vid, last_ts_ms=event.ts_ms, recent_ids=(vid,)
+            violation_id=vid,
+            last_ts_ms=event.ts_ms,
+            recent_ids=ids,
+            bbox_xywh=_place(event.type, event.bbox_xywh),
         )
 
     def _within_window(self, group: GroupState, ts_ms: int) -> bool:

@@ -303,3 +303,42 @@ def test_state_round_trips_and_expires(dispatcher: Dispatcher) -> None:
     horizon_ms = int(dispatcher.config.dedup_horizon_s * 1000)
     assert not dispatcher.expired(state, latest_ts_ms=state.last_ts_ms + horizon_ms)
     assert dispatcher.expired(state, latest_ts_ms=state.last_ts_ms + horizon_ms + 1)
+
+
+PARKED = (400, 300, 120, 60)
+
+
+@pytest.mark.parametrize(
+    ("bbox_xywh", "second"),
+    [
+        ((404, 302, 118, 60), Repeat),  # the same stay, seen again (a detector's restart)
+        ((100, 300, 120, 60), Dispatch),  # parked again elsewhere, or another vehicle
+    ],
+)
+def test_a_tracks_second_parking_violation_is_a_repeat_only_at_the_same_place(
+    dispatcher: Dispatcher, bbox_xywh: tuple[int, int, int, int], second: type
+) -> None:
+    parking = ViolationType.ILLEGAL_PARKING
+    first = event(violation_type=parking, bbox_xywh=PARKED)
+    again = event(violation_type=parking, bbox_xywh=bbox_xywh, ts_ms=MONDAY_NOON_MS + 30_000)
+    plan = dispatcher.plan(as_messages(first.to_json(), again.to_json()), state={}, now_ms=NOW_MS)
+    assert [type(d) for d in plan.decisions] == [Dispatch, second]
+    # Its state keeps the place, and a group stored before groups knew it keeps grouping.
+    (group,) = (g for g in plan.groups.values() if not g.sightings)
+    assert GroupState.from_dict(group.to_dict()) == group
+    assert group.bbox_xywh in (PARKED, bbox_xywh)
+    old = GroupState.from_dict({k: v for k, v in group.to_dict().items() if k != "bbox_xywh"})
+    later = event(violation_type=parking, bbox_xywh=(0, 0, 10, 10), ts_ms=MONDAY_NOON_MS + 60_000)
+    key = next(k for k, g in plan.groups.items() if g == group)
+    assert type(only(dispatcher, later.to_json(), {key: old})) is Repeat
+
+
+def test_a_redelivered_entry_of_a_track_that_parked_elsewhere_is_still_a_duplicate(
+    dispatcher: Dispatcher,
+) -> None:
+    parking = ViolationType.ILLEGAL_PARKING
+    first = event(violation_type=parking, bbox_xywh=PARKED)
+    elsewhere = event(violation_type=parking, bbox_xywh=(0, 0, 50, 30), ts_ms=first.ts_ms + 9_000)
+    messages = as_messages(first.to_json(), elsewhere.to_json(), first.to_json())
+    plan = dispatcher.plan(messages, state={}, now_ms=NOW_MS)
+    assert [type(d) for d in plan.decisions] == [Dispatch, Dispatch, Duplicate]
