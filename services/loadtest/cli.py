@@ -14,16 +14,13 @@ from rich.table import Table
 
 from services.common.config.loader import ConfigError
 from services.common.console import err, fail, out, parse_resolution
-from services.common.events import ViolationType
-from services.loadtest.reconcile import EVIDENCE_S
 from services.loadtest.report import analyse, plot
 from services.loadtest.run import KillSpec, LoadSpec, LoadTestError, run_load
 from services.loadtest.sampler import Sample
 from services.stack.config import DEFAULT_STACK_PATH, StackConfig, load_stack_config
 from services.stack.plan import StackPaths, Urls, detector_group, dispatcher_group
 
-# A replay of a lost violation starts this long before its evidence (a camera's pipeline
-# learns its background first) and goes on this long after it.
+# A replay of a lost violation goes on this long after it (a decision may come later).
 LOOK_BACK_MS = 10_000
 
 
@@ -139,17 +136,24 @@ def loadtest(  # noqa: PLR0917
 
 def replay_hint(report: dict[str, Any], config: StackConfig) -> None:
     """For the first violation lost, the command that replays what the detectors saw of
-    it, while the frames topic still keeps its frames."""
+    it, while the frames topic still keeps its frames: from the camera's first frame, where
+    its detector's pipeline started, so that the replay is in the same state."""
     if not report["lost"]:
         return
     lost = report["lost"][0]
     scene = StackPaths.of(config).fleet.scenes / f"{lost['camera_id']}.yaml"
-    since_ms = lost["ts_ms"] - int(EVIDENCE_S[ViolationType(lost["type"])] * 1000) - LOOK_BACK_MS
+    kill = report.get("kill") or {}
+    moved = (
+        " It moved at the kill: the detector that took it over started at the tracker_epoch_ms"
+        " of its events for the camera; replay from there for what that one saw."
+        if lost["camera_id"] in kill.get("moved", ())
+        else ""
+    )
     out.print(
         f"lost {lost['type']} at {lost['camera_id']} ({lost['ts_ms']}); what the detectors "
         f"saw of it: citybrain replay {Urls.of(config).bus} --scene {scene} "
-        f"--since-ts-ms {since_ms} --until-ts-ms {lost['ts_ms'] + LOOK_BACK_MS} "
-        "--events /tmp/lost.jsonl --trace /tmp/lost-trace.jsonl",
+        f"--since-ts-ms {report['start_ms']} --until-ts-ms {lost['ts_ms'] + LOOK_BACK_MS} "
+        f"--events /tmp/lost.jsonl --trace /tmp/lost-trace.jsonl.{moved}",
         markup=False,
     )
 

@@ -73,6 +73,7 @@ def analyse(run: LoadRun) -> tuple[dict[str, Any], Reconciliation]:
         "kill": _kill(run),
         "processes": _processes(run.samples),
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+        "start_ms": run.start_ms,
         "scored_window_ms": list(window),
         "lost": [asdict(t) for t in result.lost[:LISTED]],
         "lost_in_handover": [asdict(t) for t in result.lost_in_handover[:LISTED]],
