@@ -199,7 +199,7 @@ def replay_command(
         int | None,
         typer.Option(
             help="From Kafka: the capture time (Unix ms) of the first frame to replay, e.g. a "
-            "load test's lost violation's ts_ms less a minute."
+            "load test report's start_ms (where the detectors' pipelines started)."
         ),
     ] = None,
     until_ts_ms: Annotated[

@@ -294,6 +294,16 @@ def open_scene_source(spec: str, options: SceneSourceOptions) -> SceneSource | N
     return factory(argument, options)
 
 
+def _item(message: BusMessage) -> SourceItem:
+    """A ``frames`` message's frame, or a dropped frame for one without the headers that
+    place it (named by its key)."""
+    try:
+        return frame_from_message(message)
+    except FrameHeaderError:
+        camera = (message.key or b"unknown").decode(errors="replace")
+        return DroppedFrame(camera_id=camera, index=-1, reason="headers")
+
+
 class KafkaCameraHistory:
     """One camera's frames from the ``frames`` topic, captured between two times: what a
     stack's detectors were fed, to replay with a trace or an annotated video while the
@@ -319,13 +329,9 @@ class KafkaCameraHistory:
             until_ms=self._until_ms + SEND_SLACK_MS,
         )
         for message in messages:
-            try:
-                frame = frame_from_message(message)
-            except FrameHeaderError:
-                yield DroppedFrame(camera_id=self.camera_id, index=-1, reason="headers")
-                continue
-            if self._since_ms <= frame.ts_ms <= self._until_ms:
-                yield frame
+            item = _item(message)
+            if isinstance(item, DroppedFrame) or self._since_ms <= item.ts_ms <= self._until_ms:
+                yield item
 
 
 class KafkaFrameSource:
@@ -373,11 +379,7 @@ class KafkaFrameSource:
                 if self._on_lag is not None:
                     self._on_lag(self._consumer.lag())
                 for message in batch:
-                    try:
-                        yield frame_from_message(message)
-                    except FrameHeaderError:
-                        camera = (message.key or b"unknown").decode(errors="replace")
-                        yield DroppedFrame(camera_id=camera, index=-1, reason="headers")
+                    yield _item(message)
                     if not message.replayed:
                         handled[(message.topic, message.partition)] = message
                 if handled and time.monotonic() - committed_at >= COMMIT_INTERVAL_S:

@@ -117,8 +117,8 @@ class GroupState:
             recent_ids=tuple(str(i) for i in data["recent_ids"]),
             # State stored before sightings existed has none.
             sightings=tuple(
-                Sighting(str(vid), int(ts), (int(x), int(y), int(w), int(h)), int(epoch))
-                for vid, ts, (x, y, w, h), epoch in data.get("sightings", ())
+                Sighting(str(vid), int(ts), _box(box), int(epoch))
+                for vid, ts, box, epoch in data.get("sightings", ())
             ),
             # And before groups knew their place.
             bbox_xywh=_box(data["bbox_xywh"]) if "bbox_xywh" in data else None,

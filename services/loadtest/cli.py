@@ -21,7 +21,7 @@ from services.stack.config import DEFAULT_STACK_PATH, StackConfig, load_stack_co
 from services.stack.plan import StackPaths, Urls, detector_group, dispatcher_group
 
 # A replay of a lost violation goes on this long after it (a decision may come later).
-LOOK_BACK_MS = 10_000
+REPLAY_AFTER_MS = 10_000
 
 
 def loadtest(  # noqa: PLR0917
@@ -143,19 +143,20 @@ def replay_hint(report: dict[str, Any], config: StackConfig) -> None:
     lost = report["lost"][0]
     scene = StackPaths.of(config).fleet.scenes / f"{lost['camera_id']}.yaml"
     kill = report.get("kill") or {}
-    moved = (
-        " It moved at the kill: the detector that took it over started at the tracker_epoch_ms"
-        " of its events for the camera; replay from there for what that one saw."
-        if lost["camera_id"] in kill.get("moved", ())
-        else ""
-    )
     out.print(
         f"lost {lost['type']} at {lost['camera_id']} ({lost['ts_ms']}); what the detectors "
         f"saw of it: citybrain replay {Urls.of(config).bus} --scene {scene} "
-        f"--since-ts-ms {report['start_ms']} --until-ts-ms {lost['ts_ms'] + LOOK_BACK_MS} "
-        f"--events /tmp/lost.jsonl --trace /tmp/lost-trace.jsonl.{moved}",
+        f"--since-ts-ms {report['start_ms']} --until-ts-ms {lost['ts_ms'] + REPLAY_AFTER_MS} "
+        "--events /tmp/lost.jsonl --trace /tmp/lost-trace.jsonl",
         markup=False,
     )
+    if lost["camera_id"] in kill.get("moved", ()):
+        out.print(
+            "It moved at the kill: the detector that took it over started at the "
+            "tracker_epoch_ms of its events for the camera; replay from there for what that "
+            "one saw.",
+            markup=False,
+        )
 
 
 def _summary(report: dict[str, object]) -> None:

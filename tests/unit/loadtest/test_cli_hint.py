@@ -19,6 +19,7 @@ def test_a_lost_violation_comes_with_the_replay_command_for_it(
     assert f"citybrain replay kafka://127.0.0.1:{config.ports.kafka} --scene " in said
     assert "wuzhen-cam-04.yaml --since-ts-ms 40000 --until-ts-ms 110000" in said
     assert "moved" not in said
+    assert said.endswith("--trace /tmp/lost-trace.jsonl"), "the command is copied whole"
     replay_hint(
         {"lost": [lost], "start_ms": 40_000, "kill": {"moved": [lost["camera_id"]]}}, config
     )
