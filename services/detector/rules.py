@@ -20,7 +20,7 @@ from services.common.boxes import BoxXYWH, box_centre
 from services.common.events import ViolationType
 from services.detector.geometry import crossing_fraction, point_in_polygon
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import TrackView, vehicle_shaped
+from services.detector.tracker import Move, TrackView, vehicle_shaped
 
 # A centre that passes just beyond a stop line's painted end still crossed it: scene files
 # are drawn by hand, and a box centre wobbles by a few pixels.
@@ -29,6 +29,11 @@ SEGMENT_MARGIN = 0.05
 FRAME_TIMES_KEPT = 64
 # A crossing seen on a move longer than this is stamped where the move met the line.
 INTERPOLATED_MOVE_MS = 250
+# A track found again after a move this many frames long (two or more frames unseen), on a
+# blob under this share of the one it was last seen on, may have been handed a piece of
+# another vehicle (a rider's wheel past the line, a car on the far side), not its own.
+LONG_GAP_FRAMES = 3
+FOUND_ON_A_PIECE_AREA = 1 / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,8 @@ class RedLightRule:
         ):
             # A sliver along painted lines (a shaken kerb, a stop line) is no vehicle, and a
             # sliver's track that is handed a vehicle's blob did not bring it across the line.
+            return
+        if _found_on_a_piece(move):
             return
         start, end = box_centre(move.from_box_xywh), box_centre(move.to_box_xywh)
         # A vehicle moves less than twice its length a frame; a longer jump is a track
@@ -161,6 +168,23 @@ class RedLightRule:
         decided = [hit for hit in self._pending if hit.frame <= signal.decided_through]
         self._pending = [hit for hit in self._pending if hit.frame > signal.decided_through]
         return [hit for hit in decided if signal.state_at(hit.frame) == LightState.RED]
+
+
+def _found_on_a_piece(move: Move) -> bool:
+    """Whether the move ends a long gap on a much smaller blob than the one it started on.
+
+    A single missed frame that ends on part of the vehicle (its front lost on the line's
+    paint) is believed: the vehicle cannot have gone far.
+
+    >>> _found_on_a_piece(Move((0, 0, 30, 30), (0, -40, 10, 12), frames=6))
+    True
+    >>> _found_on_a_piece(Move((0, 0, 30, 30), (0, -10, 10, 12), frames=2))
+    False
+    """
+    if move.frames < LONG_GAP_FRAMES:
+        return False
+    (_, _, from_w, from_h), (_, _, to_w, to_h) = move.from_box_xywh, move.to_box_xywh
+    return to_w * to_h < FOUND_ON_A_PIECE_AREA * from_w * from_h
 
 
 def past_line_px(

@@ -214,3 +214,33 @@ def test_a_coasted_crossing_over_skipped_frames_is_stamped_at_the_next_frame_see
     rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
     hit = coasting_bus_crosses(rule, {f: f * 100 for f in (10, 11, 15, 16)})
     assert (hit.frame, hit.ts_ms, hit.seen_frame) == (15, 1500, 16)
+
+
+@pytest.mark.parametrize(
+    ("found_on_xywh", "frames", "events"),
+    [
+        # Found again after a 6-frame coast on a blob a tenth of the bus: a piece of
+        # something else past the line (a rider's wheel), not the bus.
+        ((106.0, 50.0, 12.0, 20.0), 6, 0),
+        # The same blob one missed frame later: the bus's front, the rest lost on paint.
+        ((106.0, 50.0, 12.0, 20.0), 2, 1),
+        # Found whole after the long coast.
+        ((100.0, 20.0, 24.0, 100.0), 6, 1),
+    ],
+)
+def test_a_long_coast_found_again_on_a_piece_is_no_crossing(
+    found_on_xywh: BoxXYWH, frames: int, events: int
+) -> None:
+    rule = RedLightRule(line_xy=((50.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    found = TrackView(
+        track_id=1,
+        box_xywh=found_on_xywh,
+        size_wh=(24.0, 100.0),
+        hits=30,
+        established=True,
+        coasting=False,
+        last_move=Move(from_box_xywh=BUS_AT[10], to_box_xywh=found_on_xywh, frames=frames),
+        stay=None,
+    )
+    rule.observe(found, frame=16, ts_ms=1600)
+    assert len(rule.judge(timeline([LightState.RED] * 20))) == events
