@@ -1,8 +1,9 @@
 """Precision, recall and timing error of detected events against ground truth.
 
 An event matches a truth violation of the same type (and camera, when both name one) whose
-time is within the type's tolerance: 1.5 s for red light, 3 s for parking. Matching is
-one-to-one, greedily by smallest time difference. Times are ``frame / fps`` on both sides,
+time is within the type's tolerance: 1.5 s for red light, 3 s for parking, and, when both
+carry a box, whose place agrees (see :func:`same_place`). Matching is one-to-one, greedily
+by smallest time difference. Times are ``frame / fps`` on both sides,
 so a replay (whose timestamps come from its own epoch) scores the same as a live run.
 """
 
@@ -14,10 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.common.boxes import BoxXYWH, box_intersection
 from services.common.events import ViolationType
+from services.detector.geometry import grown_box
 
 TOLERANCE_S = {ViolationType.RED_LIGHT: 1.5, ViolationType.ILLEGAL_PARKING: 3.0}
 DEFAULT_FPS = 10.0
+# Boxes in one place overlap once each is grown by this share of its own size on every side.
+PLACE_SLACK = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,8 @@ class Occurrence:
     type: ViolationType
     frame: int
     camera_id: str | None = None
+    # Where, in the scene's pixels: a hand label's box at the frame, or an event's.
+    bbox_xywh: BoxXYWH | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +148,9 @@ def _score(
         (abs(d.frame - t.frame) / fps, i, j)
         for i, t in enumerate(true_ones)
         for j, d in enumerate(found)
-        if abs(d.frame - t.frame) / fps <= tolerance and _same_camera(t, d)
+        if abs(d.frame - t.frame) / fps <= tolerance
+        and _same_camera(t, d)
+        and (t.bbox_xywh is None or d.bbox_xywh is None or same_place(t.bbox_xywh, d.bbox_xywh))
     )
     used_truth: set[int] = set()
     used_found: set[int] = set()
@@ -165,3 +174,22 @@ def _score(
 
 def _same_camera(a: Occurrence, b: Occurrence) -> bool:
     return a.camera_id is None or b.camera_id is None or a.camera_id == b.camera_id
+
+
+def same_place(a: BoxXYWH, b: BoxXYWH) -> bool:
+    """Whether two boxes show one vehicle's place: they overlap once each is grown by a
+    quarter of its size on every side.
+
+    An event's box can be a few frames younger than the crossing it reports (a crossing
+    seen as a vehicle came out of a merge), and a hand-drawn box is rough; a vehicle
+    elsewhere in the picture at the same moment is not in the same place.
+
+    >>> rider = (100, 100, 40, 80)
+    >>> same_place(rider, (130, 150, 40, 80)), same_place(rider, (170, 100, 40, 80))
+    (True, False)
+    """
+    grown = [
+        grown_box(box, margin_x=PLACE_SLACK * box[2], margin_y=PLACE_SLACK * box[3])
+        for box in (a, b)
+    ]
+    return box_intersection(*grown) > 0

@@ -30,7 +30,9 @@ class ClipRun:
         return self.frames_read / self.seconds if self.seconds > 0 else 0.0
 
     def occurrences(self) -> list[Occurrence]:
-        return [Occurrence(event.type, event.frame) for event in self.events]
+        return [
+            Occurrence(event.type, event.frame, bbox_xywh=event.bbox_xywh) for event in self.events
+        ]
 
 
 def replay_clip(clip: DevClip, *, on_frame: Callable[[], None] | None = None) -> ClipRun:

@@ -137,12 +137,20 @@ def score_clip(
     guard_s: float = DEFAULT_GUARD_S,
 ) -> ClipScore:
     """Score one clip's detections; ``held_signal`` is None for a scene with no signal."""
-    truth = [Occurrence(ViolationType.RED_LIGHT, c.frame) for c in labels.red_light] + [
-        Occurrence(ViolationType.ILLEGAL_PARKING, p.frame) for p in labels.illegal_parking
+    truth = [
+        Occurrence(ViolationType.RED_LIGHT, c.frame, bbox_xywh=c.bbox_xywh)
+        for c in labels.red_light
+    ] + [
+        Occurrence(ViolationType.ILLEGAL_PARKING, p.frame, bbox_xywh=p.bbox_xywh)
+        for p in labels.illegal_parking
     ]
     scores = evaluate(truth, detected, fps=labels.fps, tolerance_s=tolerance_s)
     red_light = _forgive_uncertain(
-        scores[ViolationType.RED_LIGHT], labels, fps=labels.fps, tolerance_s=tolerance_s
+        scores[ViolationType.RED_LIGHT],
+        labels,
+        detected=detected,
+        fps=labels.fps,
+        tolerance_s=tolerance_s,
     )
     signal = (
         score_signal(labels.signal, held_signal, fps=labels.fps, guard_s=guard_s)
@@ -166,14 +174,24 @@ def _forgive_uncertain(
     score: TypeScore,
     labels: ClipLabels,
     *,
+    detected: Sequence[Occurrence],
     fps: float,
     tolerance_s: Mapping[ViolationType, float] | None,
 ) -> TypeScore:
     """Take the false alarms that match an uncertain crossing out of the count."""
-    uncertain = [Occurrence(ViolationType.RED_LIGHT, c.frame) for c in labels.red_light_uncertain]
+    uncertain = [
+        Occurrence(ViolationType.RED_LIGHT, c.frame, bbox_xywh=c.bbox_xywh)
+        for c in labels.red_light_uncertain
+    ]
     if not uncertain or not score.false_alarm_frames:
         return score
-    alarms = [Occurrence(ViolationType.RED_LIGHT, frame) for frame in score.false_alarm_frames]
+    # The alarms with their places: the detections of their frames, in order.
+    unmatched = Counter(score.false_alarm_frames)
+    alarms = []
+    for occurrence in detected:
+        if occurrence.type == ViolationType.RED_LIGHT and unmatched[occurrence.frame] > 0:
+            unmatched[occurrence.frame] -= 1
+            alarms.append(occurrence)
     forgiven = evaluate(uncertain, alarms, fps=fps, tolerance_s=tolerance_s)
     left = forgiven[ViolationType.RED_LIGHT].false_alarm_frames
     return replace(score, detected=score.matched + len(left), false_alarm_frames=left)

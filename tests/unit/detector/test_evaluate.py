@@ -33,6 +33,19 @@ def test_camera_must_agree_when_both_name_one() -> None:
     assert scores[RED].matched == 0
 
 
+def test_place_must_agree_when_both_carry_a_box() -> None:
+    """A rider elsewhere in the picture at the same moment is not the labelled runner; a
+    box a few frames on from the crossing, or an event without one, still matches."""
+    runner = (200.0, 300.0, 40.0, 80.0)
+    truth = [Occurrence(RED, 100, bbox_xywh=runner)]
+    elsewhere = evaluate(truth, [Occurrence(RED, 100, bbox_xywh=(90.0, 170.0, 48.0, 80.0))], fps=6)
+    further_on = evaluate(
+        truth, [Occurrence(RED, 103, bbox_xywh=(205.0, 250.0, 38.0, 70.0))], fps=6
+    )
+    no_box = evaluate(truth, [Occurrence(RED, 100)], fps=6)
+    assert [s[RED].matched for s in (elsewhere, further_on, no_box)] == [0, 1, 1]
+
+
 def test_truth_file_kinds_and_fps(tmp_path: Path) -> None:
     lines = [
         {"kind": "frame", "frame": 0, "ts_ms": 1000},
