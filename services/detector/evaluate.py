@@ -21,8 +21,11 @@ from services.detector.geometry import grown_box
 
 TOLERANCE_S = {ViolationType.RED_LIGHT: 1.5, ViolationType.ILLEGAL_PARKING: 3.0}
 DEFAULT_FPS = 10.0
-# Boxes in one place overlap once each is grown by this share of its own size on every side.
+# Boxes in one place overlap once each is grown by this share of its own size on every side,
+# and the event's box is at most this many times the truth's area (a box round a whole
+# queue is not the place of one rider in it; a box round part of a vehicle may be).
 PLACE_SLACK = 0.25
+PLACE_AREA_RATIO = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,20 +179,26 @@ def _same_camera(a: Occurrence, b: Occurrence) -> bool:
     return a.camera_id is None or b.camera_id is None or a.camera_id == b.camera_id
 
 
-def same_place(a: BoxXYWH, b: BoxXYWH) -> bool:
-    """Whether two boxes show one vehicle's place: they overlap once each is grown by a
-    quarter of its size on every side.
+def same_place(truth_xywh: BoxXYWH, event_xywh: BoxXYWH) -> bool:
+    """Whether an event's box shows the truth's vehicle: the two overlap once each is grown
+    by a quarter of its size on every side, and the event's is not over four times the
+    truth's area.
 
     An event's box can be a few frames younger than the crossing it reports (a crossing
-    seen as a vehicle came out of a merge), and a hand-drawn box is rough; a vehicle
-    elsewhere in the picture at the same moment is not in the same place.
+    seen as a vehicle came out of a merge), or hold only part of the vehicle (its lit
+    front at night), and a hand-drawn box is rough. A vehicle elsewhere in the picture at
+    the same moment, or a box round its whole queue, is not its place.
 
     >>> rider = (100, 100, 40, 80)
     >>> same_place(rider, (130, 150, 40, 80)), same_place(rider, (170, 100, 40, 80))
     (True, False)
+    >>> same_place(rider, (0, 60, 400, 200)), same_place(rider, (110, 110, 10, 10))
+    (False, True)
     """
+    if event_xywh[2] * event_xywh[3] > PLACE_AREA_RATIO * truth_xywh[2] * truth_xywh[3]:
+        return False
     grown = [
         grown_box(box, margin_x=PLACE_SLACK * box[2], margin_y=PLACE_SLACK * box[3])
-        for box in (a, b)
+        for box in (truth_xywh, event_xywh)
     ]
     return box_intersection(*grown) > 0
