@@ -342,9 +342,12 @@ class DetectorPipeline:
         self, geometry: _Geometry, tracks: list[TrackView], frame: Frame
     ) -> list[RuleHit]:
         hits: list[RuleHit] = []
+        vehicle_width_px = self._feed.tracker.vehicle_width_px if self._feed else None
         for track in tracks:
             if geometry.red_light is not None:
-                geometry.red_light.observe(track, frame=frame.index, ts_ms=frame.ts_ms)
+                geometry.red_light.observe(
+                    track, frame=frame.index, ts_ms=frame.ts_ms, vehicle_width_px=vehicle_width_px
+                )
             parked = geometry.parking.observe(track, frame=frame.index, ts_ms=frame.ts_ms)
             if parked is not None:
                 hits.append(parked)

@@ -20,7 +20,7 @@ from services.common.boxes import BoxXYWH, box_centre
 from services.common.events import ViolationType
 from services.detector.geometry import crossing_fraction, point_in_polygon
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import Move, TrackView, vehicle_shaped
+from services.detector.tracker import Move, TrackView, vehicle_shaped, vehicles_across
 
 # A centre that passes just beyond a stop line's painted end still crossed it: scene files
 # are drawn by hand, and a box centre wobbles by a few pixels.
@@ -34,6 +34,10 @@ INTERPOLATED_MOVE_MS = 250
 # another vehicle (a rider's wheel past the line, a car on the far side), not its own.
 LONG_GAP_FRAMES = 3
 FOUND_ON_A_PIECE_AREA = 1 / 3
+# A blob this many vehicle widths across (its short side) at both ends of a move is a
+# group (a queue moving up as one blob), not a vehicle: a bus seen from behind is some 3.5
+# motorbike widths across, where motorbikes set the learnt width.
+GROUP_VEHICLES_ACROSS = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +71,18 @@ class RedLightRule:
         # The capture times of the latest frames, to stamp a crossing made while coasting.
         self._frame_ts: deque[tuple[int, int]] = deque(maxlen=FRAME_TIMES_KEPT)
 
-    def observe(self, track: TrackView, *, frame: int, ts_ms: int) -> None:
-        """Record the track's first forward crossing of the line, if it crosses now."""
+    def observe(
+        self,
+        track: TrackView,
+        *,
+        frame: int,
+        ts_ms: int,
+        vehicle_width_px: float | None = None,
+    ) -> None:
+        """Record the track's first forward crossing of the line, if it crosses now.
+
+        ``vehicle_width_px`` is the width of a vehicle as learnt so far, if it is known.
+        """
         if not self._frame_ts or self._frame_ts[-1][0] != frame:
             self._frame_ts.append((frame, ts_ms))
         if track.track_id in self._crossed and self._waits_behind(track):
@@ -89,7 +103,9 @@ class RedLightRule:
             # A sliver along painted lines (a shaken kerb, a stop line) is no vehicle, and a
             # sliver's track that is handed a vehicle's blob did not bring it across the line.
             return
-        if _found_on_a_piece(move):
+        if _found_on_a_piece(move) or (
+            vehicle_width_px is not None and _group(move, vehicle_width_px=vehicle_width_px)
+        ):
             return
         start, end = box_centre(move.from_box_xywh), box_centre(move.to_box_xywh)
         # A vehicle moves less than twice its length a frame; a longer jump is a track
@@ -185,6 +201,20 @@ def _found_on_a_piece(move: Move) -> bool:
         return False
     (_, _, from_w, from_h), (_, _, to_w, to_h) = move.from_box_xywh, move.to_box_xywh
     return to_w * to_h < FOUND_ON_A_PIECE_AREA * from_w * from_h
+
+
+def _group(move: Move, *, vehicle_width_px: float) -> bool:
+    """Whether both ends of the move are blobs of several vehicles abreast.
+
+    >>> queue = Move((0, 0, 120, 90), (0, -10, 120, 100), frames=1)
+    >>> _group(queue, vehicle_width_px=20.0), _group(queue, vehicle_width_px=30.0)
+    (True, False)
+    """
+    return all(
+        vehicles_across((box[2], box[3]), vehicle_width_px=vehicle_width_px)
+        >= GROUP_VEHICLES_ACROSS
+        for box in (move.from_box_xywh, move.to_box_xywh)
+    )
 
 
 def past_line_px(

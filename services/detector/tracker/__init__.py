@@ -8,7 +8,7 @@ first frames, and ``sizes`` knows what a vehicle measures.
 """
 
 from services.detector.tracker.core import Tracker, TrackerSettings
-from services.detector.tracker.sizes import side_by_side, vehicle_shaped
+from services.detector.tracker.sizes import side_by_side, vehicle_shaped, vehicles_across
 from services.detector.tracker.standing import StandingRegion, StandingRegions, StandingVehicles
 from services.detector.tracker.track import Move, Stay, TrackView
 
@@ -23,4 +23,5 @@ __all__ = [
     "TrackerSettings",
     "side_by_side",
     "vehicle_shaped",
+    "vehicles_across",
 ]

@@ -94,6 +94,11 @@ class Tracker:
         """Every live track as it stands now."""
         return [t.view() for t in self._tracks]
 
+    @property
+    def vehicle_width_px(self) -> float | None:
+        """The width of a vehicle as learnt so far (None until enough were seen whole)."""
+        return self._vehicle_width_px
+
     def update(
         self, boxes: list[BoxXYWH], *, frame: int, ts_ms: int, fill: FillFn | None = None
     ) -> list[TrackView]:

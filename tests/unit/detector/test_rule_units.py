@@ -244,3 +244,31 @@ def test_a_long_coast_found_again_on_a_piece_is_no_crossing(
     )
     rule.observe(found, frame=16, ts_ms=1600)
     assert len(rule.judge(timeline([LightState.RED] * 20))) == events
+
+
+@pytest.mark.parametrize(
+    ("vehicle_width_px", "events"),
+    [
+        (10.0, 0),  # a queue five riders across moves up as one blob: no one vehicle crossed
+        (30.0, 1),  # the same box where vehicles are 30 px wide: a vehicle and a half
+        (None, 1),  # no width learnt yet: judged by the box alone
+    ],
+)
+def test_a_blob_of_several_vehicles_abreast_makes_no_crossing(
+    vehicle_width_px: float | None, events: int
+) -> None:
+    rule = RedLightRule(line_xy=((0.0, 100.0), (200.0, 100.0)), travel_direction=(0, -1))
+    queue = TrackView(
+        track_id=1,
+        box_xywh=(40.0, 70.0, 60.0, 50.0),
+        size_wh=(60.0, 50.0),
+        hits=30,
+        established=True,
+        coasting=False,
+        last_move=Move(
+            from_box_xywh=(40.0, 80.0, 60.0, 50.0), to_box_xywh=(40.0, 70.0, 60.0, 50.0), frames=1
+        ),
+        stay=None,
+    )
+    rule.observe(queue, frame=16, ts_ms=1600, vehicle_width_px=vehicle_width_px)
+    assert len(rule.judge(timeline([LightState.RED] * 20))) == events
