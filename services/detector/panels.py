@@ -29,7 +29,7 @@ from services.detector.drawing import (
     text_size,
 )
 from services.detector.evidence import vehicle_crop
-from services.detector.result import FrameResult
+from services.detector.result import FrameResult, SeenTrack
 
 # Panels are scaled to this height at most: a 3-panel 1080p sheet stays a few hundred KiB.
 MAX_PANEL_HEIGHT = 720
@@ -43,17 +43,24 @@ class Panel:
     title: str
     frame: Frame
     result: FrameResult
+    # The vehicle stands at the event's box in this frame, though no track of it was seen
+    # then: one that stood in a zone from the first frame, found only when it left.
+    at_event_box: bool = False
 
 
 def compose_panels(*, scene: SceneConfig, event: ViolationEvent, panels: list[Panel]) -> BGRImage:
     """The sheet: ``panels`` left to right, then the vehicle crop, over a caption strip.
 
-    The crop is cut from the panel whose frame is the event's, else from the last panel.
+    The crop is cut from the panel whose frame is the event's, else from one that shows the
+    vehicle at the event's box, else from the last panel.
     """
     images = [_panel_image(scene, event, panel) for panel in panels]
     height = min(MAX_PANEL_HEIGHT, *(image.shape[0] for image in images))
     tiles = [_to_height(image, height) for image in images]
-    source = next((p for p in panels if p.frame.index == event.frame), panels[-1])
+    source = next(
+        (p for p in panels if p.frame.index == event.frame),
+        next((p for p in panels if p.at_event_box), panels[-1]),
+    )
     full = decode_bgr(source.frame)
     crop = vehicle_crop(full, event.bbox_xywh, scene_scale(scene, full.shape[1]))
     if crop is not None:
@@ -82,6 +89,10 @@ def _panel_image(scene: SceneConfig, event: ViolationEvent, panel: Panel) -> BGR
     red_light = event.type == ViolationType.RED_LIGHT
     draw_geometry(image, scene, scale, signal=panel.result.signal, zones=not red_light)
     track = panel.result.track(event.track_id)
+    if track is None and panel.at_event_box:
+        track = SeenTrack(
+            track_id=event.track_id, bbox_xywh=event.bbox_xywh, stationary=True, established=True
+        )
     if track is not None:
         draw_track(image, track, scale, colour=VIOLATION_BGR)
     result = panel.result

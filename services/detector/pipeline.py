@@ -41,7 +41,13 @@ from services.detector.signal import (
     crop_head,
     read_lamp_head,
 )
-from services.detector.tracker import StandingVehicles, Tracker, TrackerSettings, TrackView
+from services.detector.tracker import (
+    LeftPlace,
+    StandingVehicles,
+    Tracker,
+    TrackerSettings,
+    TrackView,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,12 +122,15 @@ class _Feed:
         settings: DetectorSettings,
         decoder: WorkingDecoder,
         *,
-        first_ts_ms: int,
+        first: Frame,
     ) -> None:
         work_w, work_h = decoder.working_wh
         # Events number tracks from here up: see _track_base_for.
-        self.track_base = _track_base_for(first_ts_ms)
-        self.first_ts_ms = first_ts_ms
+        self.track_base = _track_base_for(first.ts_ms)
+        self.first_ts_ms = first.ts_ms
+        # Kept for the evidence of a vehicle that stood in a zone from the first frame, which
+        # is found only when it leaves.
+        self.first = first
         scene_w = scene.resolution_wh[0] if scene.resolution_wh else decoder.source_wh[0]
         self.decoder = decoder
         self.geometry = _Geometry(
@@ -206,9 +215,7 @@ class DetectorPipeline:
                 if self.scene.traffic_light is None
                 else decoder.decode_with_colour(frame)
             )
-        feed = self._feed = self._feed or _Feed(
-            self.scene, self._settings, decoder, first_ts_ms=frame.ts_ms
-        )
+        feed = self._feed = self._feed or _Feed(self.scene, self._settings, decoder, first=frame)
         geometry, tracker = feed.geometry, feed.tracker
         self._recent.append(frame)
         if isinstance(picture, WorkingPicture):
@@ -226,7 +233,7 @@ class DetectorPipeline:
 
         with self._observer.stage("track"):
             tracker.update(blobs, frame=frame.index, ts_ms=frame.ts_ms, fill=partial(_fill, mask))
-            self._release_ghosts(grey, mask, tracker)
+            left_places = self._release_ghosts(grey, mask, tracker)
             tracks = tracker.tracks
             if feed.standing is not None:
                 tracker.adopt_standing(
@@ -236,6 +243,18 @@ class DetectorPipeline:
 
         with self._observer.stage("rules"):
             hits = self._apply_rules(geometry, tracks, frame)
+            hits.extend(
+                hit
+                for place in left_places
+                if (
+                    hit := geometry.parking.stood_from_start(
+                        place,
+                        first=(feed.first.index, feed.first.ts_ms),
+                        now=(frame.index, frame.ts_ms),
+                    )
+                )
+                is not None
+            )
         return self._result(
             index=frame.index,
             ts_ms=frame.ts_ms,
@@ -315,17 +334,22 @@ class DetectorPipeline:
         if change is not None:
             self._observer.signal_changed(change.state)
 
-    def _release_ghosts(self, grey: GreyImage, mask: GreyImage, tracker: Tracker) -> None:
+    def _release_ghosts(
+        self, grey: GreyImage, mask: GreyImage, tracker: Tracker
+    ) -> list[LeftPlace]:
         """Drop standing tracks that hold a ghost (see ``tracker.ghosts``), and let the road
-        they stood on back into the background."""
+        they stood on back into the background; returns the places left by vehicles that
+        had stood there from the first frames."""
         height, width = mask.shape
         image_wh = (width, height)
-        for box in tracker.release_ghosts(
+        released = tracker.release_ghosts(
             looks_like_ghost=lambda box: self._background.is_ghost(
                 grey, mask, pixel_box(box, image_wh=image_wh)
             )
-        ):
+        )
+        for box in released.relearn_xywh:
             self._background.relearn(grey, pixel_box(box, image_wh=image_wh))
+        return released.left_places
 
     @staticmethod
     def _frozen_mask(grey: GreyImage, tracker: Tracker) -> GreyImage | None:
@@ -375,7 +399,7 @@ class DetectorPipeline:
             tracker_epoch_ms=feed.first_ts_ms,
             decided_ts_ms=decided_ts_ms,
         )
-        frame = next((f for f in self._recent if f.index == hit.seen_frame), None)
+        frame = next((f for f in (feed.first, *self._recent) if f.index == hit.seen_frame), None)
         if self._evidence is None or frame is None:
             return event
         snapshot = self._evidence.save(event=event, frame=frame, scene=self.scene)

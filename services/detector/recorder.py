@@ -7,12 +7,13 @@ The "past the line" panel lies in the future when the event is raised, so the ev
 its sheet (``evidence_panels``) at once, and the sheet is written as soon as that frame
 arrives (about ``follow_s`` later), when the vehicle is lost, or when the feed ends.
 
-Memory is bounded per camera: ``ring_s`` of frames, and one JPEG frame per track in a
-no-parking zone (where its stay began). JPEG feeds (simulator, Kafka, MJPG files) are held
-as the bytes they arrived in, at no CPU cost. Decoded (BGR) feeds, from H.264 files, are
-thinned to one frame every ``sample_ms`` and held raw: encoding them would cost about half
-the detector's own time per frame at 1080p (``bench/evidence.py``), and a 1080p ring is then
-about 100 MB. Only a clip (``clip_s``) makes the recorder encode every decoded frame.
+Memory is bounded per camera: ``ring_s`` of frames, one JPEG frame per track in a
+no-parking zone (where its stay began), and the camera's first frame (as JPEG). JPEG feeds
+(simulator, Kafka, MJPG files) are held as the bytes they arrived in, at no CPU cost.
+Decoded (BGR) feeds, from H.264 files, are thinned to one frame every ``sample_ms`` and
+held raw: encoding them would cost about half the detector's own time per frame at 1080p
+(``bench/evidence.py``), and a 1080p ring is then about 100 MB. Only a clip (``clip_s``)
+makes the recorder encode every decoded frame.
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ class _Camera:
     history: deque[_Kept] = field(default_factory=deque)
     recent: deque[_Kept] = field(default_factory=deque)
     zone_entries: dict[int, _Kept] = field(default_factory=dict)
+    # The camera's first frame, for a vehicle that stood in a zone from it (found when it
+    # leaves, long after the ring has let that frame go).
+    first: _Kept | None = None
     # The scene's zones in scene pixels, built on the camera's first frame.
     zone_polygons: list[npt.NDArray[np.float32]] | None = None
     jobs: list[_RedLightJob] = field(default_factory=list)
@@ -117,6 +121,8 @@ class EvidenceRecorder:
         settings = self._settings
         kept = _Kept(frame=frame, result=result)
         camera.recent.append(kept)
+        if camera.first is None:
+            camera.first = self._compact(kept)
         while len(camera.recent) > settings.recent_frames:
             camera.recent.popleft()
         self._remember(camera, kept)
@@ -143,7 +149,8 @@ class EvidenceRecorder:
     def held_frames(self) -> int:
         """Frames held across all cameras (for measuring the ring's cost)."""
         return sum(
-            len(c.history) + len(c.recent) + len(c.zone_entries) for c in self._cameras.values()
+            len(c.history) + len(c.recent) + len(c.zone_entries) + (c.first is not None)
+            for c in self._cameras.values()
         )
 
     def held_bytes(self) -> int:
@@ -151,7 +158,7 @@ class EvidenceRecorder:
         frames = {
             id(k.frame): k.frame
             for c in self._cameras.values()
-            for k in (*c.history, *c.recent, *c.zone_entries.values())
+            for k in (*c.history, *c.recent, *c.zone_entries.values(), *filter(None, [c.first]))
         }
         return sum(
             len(f.jpeg) if f.jpeg is not None else (f.bgr.nbytes if f.bgr is not None else 0)
@@ -225,6 +232,17 @@ class EvidenceRecorder:
                     due_ts_ms=at.result.ts_ms + follow_ms,
                     give_up_ts_ms=at.result.ts_ms + 2 * follow_ms,
                 )
+            )
+        elif event.frame < at.frame.index and camera.first is not None:
+            # It stood in the zone from the first frame, and was found only when it left.
+            start = camera.first
+            self._write(
+                scene,
+                event,
+                [
+                    Panel("1 in the zone at the first frame", start.frame, start.result, True),
+                    Panel("2 its place when found, after it left", now.frame, now.result),
+                ],
             )
         else:
             first = camera.zone_entries.get(event.track_id) or (with_track[0] if with_track else at)

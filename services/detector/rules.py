@@ -3,7 +3,9 @@
 * red_light: the box centre crosses the stop-line segment in ``travel_direction`` while the
   light shows red (amber is not red); at most one event per track; ``frame`` = the crossing.
 * illegal_parking: the track stands still with its centre inside a zone for ``max_dwell_s``;
-  one event per stay; ``frame`` = the frame where the dwell reaches ``max_dwell_s``.
+  one event per stay; ``frame`` = the frame where the dwell reaches ``max_dwell_s``. A
+  vehicle that stood there from the first frame is in the background, and is found only
+  when it leaves: its dwell is counted from the first frame, and its event comes then.
 """
 
 from __future__ import annotations
@@ -20,13 +22,15 @@ from services.common.boxes import BoxXYWH, box_centre
 from services.common.events import ViolationType
 from services.detector.geometry import crossing_fraction, point_in_polygon
 from services.detector.signal import LightState, SignalTimeline
-from services.detector.tracker import Move, TrackView, vehicle_shaped, vehicles_across
+from services.detector.tracker import LeftPlace, Move, TrackView, vehicle_shaped, vehicles_across
 
 # A centre that passes just beyond a stop line's painted end still crossed it: scene files
 # are drawn by hand, and a box centre wobbles by a few pixels.
 SEGMENT_MARGIN = 0.05
 # Frame times a red-light rule remembers: a track coasts for fewer frames than this.
 FRAME_TIMES_KEPT = 64
+# A vehicle found only by the place it left has no track history to trust it by.
+LEFT_PLACE_CONFIDENCE = 0.6
 # A crossing seen on a move longer than this is stamped where the move met the line.
 INTERPOLATED_MOVE_MS = 250
 # A track found again after a move this many frames long (two or more frames unseen), on a
@@ -260,6 +264,35 @@ class ParkingRule:
     def retain(self, track_ids: set[int]) -> None:
         """Forget the stays of tracks that have ended."""
         self._reported = {stay for stay in self._reported if stay[0] in track_ids}
+
+    def stood_from_start(
+        self, place: LeftPlace, *, first: tuple[int, int], now: tuple[int, int]
+    ) -> RuleHit | None:
+        """A hit for a vehicle that stood in a zone from the first frame until it left, if
+        that reached the zone's ``max_dwell_s``; ``first`` and ``now`` are the (frame, capture
+        ms) of the first frame and of this one.
+
+        Its frame and time are where the dwell, counted from the first frame, reached
+        ``max_dwell_s``, and its box is the place it stood in, as the first frame shows it.
+        Frame times are taken as even between the two frames named.
+        """
+        (first_frame, first_ts_ms), (frame, ts_ms) = first, now
+        ms_per_frame = (ts_ms - first_ts_ms) / max(frame - first_frame, 1)
+        left_ts_ms = first_ts_ms + (place.left_frame - first_frame) * ms_per_frame
+        centre = box_centre(place.box_xywh)
+        for zone in self._zones:
+            dwell_ms = zone.max_dwell_s * 1000.0
+            if left_ts_ms - first_ts_ms >= dwell_ms and point_in_polygon(centre, zone.polygon_xy):
+                return RuleHit(
+                    violation_type=ViolationType.ILLEGAL_PARKING,
+                    track_id=place.track_id,
+                    frame=first_frame + math.ceil(dwell_ms / ms_per_frame),
+                    ts_ms=first_ts_ms + round(dwell_ms),
+                    box_xywh=place.box_xywh,
+                    confidence=LEFT_PLACE_CONFIDENCE,
+                    seen_frame=first_frame,
+                )
+        return None
 
     def observe(self, track: TrackView, *, frame: int, ts_ms: int) -> RuleHit | None:
         """A hit when the track's stay in a zone reaches that zone's ``max_dwell_s``."""

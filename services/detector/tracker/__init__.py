@@ -8,12 +8,15 @@ first frames, and ``sizes`` knows what a vehicle measures.
 """
 
 from services.detector.tracker.core import Tracker, TrackerSettings
+from services.detector.tracker.ghosts import LeftPlace, Released
 from services.detector.tracker.sizes import side_by_side, vehicle_shaped, vehicles_across
 from services.detector.tracker.standing import StandingRegion, StandingRegions, StandingVehicles
 from services.detector.tracker.track import Move, Stay, TrackView
 
 __all__ = [
+    "LeftPlace",
     "Move",
+    "Released",
     "StandingRegion",
     "StandingRegions",
     "StandingVehicles",

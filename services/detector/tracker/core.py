@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from services.common.arrays import PointXY
 from services.common.boxes import BoxXYWH, box_centre, box_intersection, box_iou, covered_fraction
-from services.detector.geometry import distance
+from services.detector.geometry import distance, grown_box
 from services.detector.tracker.association import (
     FillFn,
     greedy_matches,
@@ -20,7 +20,7 @@ from services.detector.tracker.association import (
     join_fragments,
 )
 from services.detector.tracker.departures import TRAIL_COVER, departing_box, may_be_trail
-from services.detector.tracker.ghosts import Ghosts
+from services.detector.tracker.ghosts import Ghosts, LeftPlace, Released
 from services.detector.tracker.sizes import VehicleWidths, parted, vehicle_shaped
 from services.detector.tracker.standing import StandingRegion
 from services.detector.tracker.track import (
@@ -169,9 +169,10 @@ class Tracker:
             or (y + h > height - EDGE_PX and vy > 0)
         )
 
-    def release_ghosts(self, *, looks_like_ghost: Callable[[BoxXYWH], bool]) -> list[BoxXYWH]:
-        """Drop the standing tracks that hold a ghost; returns their boxes, where the
-        background should learn the road back.
+    def release_ghosts(self, *, looks_like_ghost: Callable[[BoxXYWH], bool]) -> Released:
+        """Drop the standing tracks that hold a ghost, and say where the background should
+        learn the road back and which places vehicles left that had stood there from the
+        first frames.
 
         A track standing on a ghost would freeze it there for good (and swallow every
         vehicle that passes through it). ``looks_like_ghost`` tells whether this frame
@@ -184,7 +185,32 @@ class Tracker:
         )
         self._tracks = [t for t in self._tracks if t not in ghosts]
         vacated, self._vacated = self._vacated, []
-        return [t.box for t in ghosts] + vacated
+        return Released(
+            relearn_xywh=[t.box for t in ghosts] + vacated,
+            left_places=[place for ghost in ghosts if (place := self._left(ghost)) is not None],
+        )
+
+    def _left(self, ghost: Track) -> LeftPlace | None:
+        """The place a vehicle stood in from the first frames, if the ghost is where it
+        was seen to leave: a track of a vehicle that set off from the ghost's place (its
+        first box there, no later than the ghost's) and has moved away.
+
+        Without that vehicle, a ghost is only evidence that the background once held
+        something there (a car passing in the first frames leaves one too, at once).
+        """
+        _, _, w, h = ghost.box
+        place = grown_box(ghost.box, margin_x=w / 4, margin_y=h / 4)
+        leavers = [
+            t.first_frame
+            for t in self._tracks
+            if t.moved
+            and t.stay is None
+            and t.first_frame <= ghost.first_frame
+            and _inside(t.origin, place)
+        ]
+        if not leavers:
+            return None
+        return LeftPlace(track_id=ghost.track_id, box_xywh=ghost.box, left_frame=min(leavers))
 
     def adopt_standing(self, regions: Sequence[StandingRegion], *, frame: int) -> list[TrackView]:
         """Start a standing track for each standing region no track accounts for; returns
@@ -237,6 +263,7 @@ class Tracker:
             track_id=self._next_id,
             box=box,
             origin=box_centre(box),
+            first_frame=frame,
             last_frame=frame,
             size_wh=(box[2], box[3]),
         )
@@ -330,3 +357,8 @@ class Tracker:
             track.misses = self._max_missed + 1
             return
         track.stay = Stay(anchor_xy=track.centre, since_frame=first.frame, since_ts_ms=first.ts_ms)
+
+
+def _inside(point_xy: PointXY, box: BoxXYWH) -> bool:
+    x, y, w, h = box
+    return x <= point_xy[0] <= x + w and y <= point_xy[1] <= y + h

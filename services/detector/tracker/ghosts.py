@@ -13,6 +13,7 @@ frames running, unless it is a vehicle seen parking in a no-parking zone (see
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from services.common.arrays import PointXY
 from services.common.boxes import BoxXYWH
@@ -22,6 +23,25 @@ from services.detector.tracker.track import Track
 
 # A standing track must look like a ghost this many frames running before it is dropped.
 GHOST_FRAMES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class LeftPlace:
+    """Where a vehicle that stood from the first frames was, found by the ghost it left:
+    the ghost track's id and box, and the frame the vehicle was first seen leaving."""
+
+    track_id: int
+    box_xywh: BoxXYWH
+    left_frame: int
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What a release of ghosts leaves to do: boxes where the background should learn the
+    road back, and the places left by vehicles that had stood there from the first frames."""
+
+    relearn_xywh: list[BoxXYWH]
+    left_places: list[LeftPlace]
 
 
 class Ghosts:

@@ -88,6 +88,7 @@ class Track:
     track_id: int
     box: BoxXYWH
     origin: PointXY
+    first_frame: int
     last_frame: int
     # The vehicle's size as seen in whole (not rejoined) blobs, smoothed.
     size_wh: tuple[float, float]

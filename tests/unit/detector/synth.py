@@ -76,6 +76,21 @@ def straight(
     return path
 
 
+def parked_from_the_start(*, stand_s: float) -> Vehicle:
+    """A car in the kerb zone from the first frame that stands ``stand_s``, then drives up
+    and out of the picture."""
+    return Vehicle(
+        path=straight(
+            start_xy=(520, 200),
+            velocity_xy=(0, -8),
+            stop_at=0,
+            stop_for=round(stand_s * FPS),
+        ),
+        size_wh=(44, 70),
+        bgr=(180, 170, 40),
+    )
+
+
 def render(
     frame: int,
     vehicles: list[Vehicle],

@@ -15,6 +15,7 @@ def standing(track_id: int, *, origin_xy: PointXY, box_xywh: BoxXYWH) -> Track:
         track_id=track_id,
         box=box_xywh,
         origin=origin_xy,
+        first_frame=0,
         last_frame=0,
         size_wh=(box_xywh[2], box_xywh[3]),
         stay=Stay(anchor_xy=box_centre(box_xywh), since_frame=0, since_ts_ms=0),

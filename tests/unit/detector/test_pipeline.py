@@ -17,6 +17,7 @@ from tests.unit.detector.synth import (
     Vehicle,
     cycle,
     frames,
+    parked_from_the_start,
     render,
     scene,
     straight,
@@ -98,6 +99,25 @@ def test_parking_fires_once_when_dwell_reaches_max() -> None:
     stop_frame = 20 + 18
     assert abs(events[0].frame - (stop_frame + 5 * FPS)) <= 5
     assert pipeline.tracks == [], "the parked car left: no ghost may stay behind"
+
+
+@pytest.mark.parametrize(("stand_s", "reported"), [(12.0, True), (3.5, False)])
+def test_a_car_parked_from_the_first_frame_is_found_when_it_leaves(
+    stand_s: float, reported: bool
+) -> None:
+    """It is in the background from the first frame, so nothing sees it until it drives
+    off; then the ghost of its place and its departure show it stood there all along. Its
+    dwell counts from the first frame: the violation is at 5 s (``max_dwell_s``), decided
+    once it has left."""
+    events, pipeline = run(200, [parked_from_the_start(stand_s=stand_s)], (10_000, 10_001))
+    assert [e.type for e in events] == ([ViolationType.ILLEGAL_PARKING] if reported else [])
+    if reported:
+        (event,) = events
+        assert (event.frame, event.ts_ms) == (5 * FPS, T0_MS + 5000)
+        assert event.decided_ts_ms is not None and event.decided_ts_ms > T0_MS + stand_s * 1000
+        x, y, w, h = event.bbox_xywh
+        assert abs(x - 520) <= 4 and abs(y - 200) <= 4 and abs(w - 44) <= 6 and abs(h - 70) <= 6
+    assert pipeline.tracks == [], "no ghost may stay behind"
 
 
 def test_short_stop_in_zone_and_long_stop_outside_are_lawful() -> None:

@@ -21,7 +21,15 @@ from services.detector.recorder import (
     RecorderSettings,
 )
 from services.detector.signal import LightState
-from tests.unit.detector.synth import FPS, Vehicle, cycle, frames, scene, straight
+from tests.unit.detector.synth import (
+    FPS,
+    Vehicle,
+    cycle,
+    frames,
+    parked_from_the_start,
+    scene,
+    straight,
+)
 
 STOP_LINE_Y = 200
 
@@ -138,20 +146,42 @@ def test_sheet_waiting_for_its_last_panel_is_written_when_the_feed_ends(
     assert Path(event.model_dump()[PANELS_FIELD]).is_file()
 
 
+@pytest.mark.parametrize("jpeg", [True, False])
+def test_parking_sheet_of_a_car_parked_from_the_first_frame_shows_that_frame(
+    tmp_path: Path, sheets: Sheets, jpeg: bool
+) -> None:
+    """Found only when it has left, long after the ring let its frames go: the sheet shows
+    it in the first frame (boxed there, and cropped from it) and its place when found."""
+    source = list(
+        frames(200, [parked_from_the_start(stand_s=12.0)], cycle(red=(10_000, 10_001)), jpeg=jpeg)
+    )
+    events, _ = record(tmp_path, source)
+    [event] = events
+    assert Path(event.model_dump()[PANELS_FIELD]).is_file()
+    [(_, panels)] = sheets
+    assert [p.title for p in panels] == [
+        "1 in the zone at the first frame",
+        "2 its place when found, after it left",
+    ]
+    assert panels[0].result.frame == 0 and panels[0].at_event_box
+    assert event.decided_ts_ms is not None and panels[1].result.ts_ms == event.decided_ts_ms
+
+
 def test_the_ring_of_a_decoded_feed_is_bounded(tmp_path: Path) -> None:
     settings = RecorderSettings(ring_s=2.0, sample_ms=250, recent_frames=4)
     source = list(frames(100, [], cycle(red=(40, 200)), jpeg=False))
     _, recorder = record(tmp_path, source, settings=settings)
-    # 2 s of history at one frame per 250 ms (both ends included), plus the 4 newest frames.
-    assert recorder.held_frames() <= 2000 // 250 + 1 + 4
-    assert recorder.held_bytes() <= (2000 // 250 + 1 + 4) * 640 * 360 * 3
+    # 2 s of history at one frame per 250 ms (both ends included), plus the 4 newest frames,
+    # plus the first frame (as JPEG).
+    assert recorder.held_frames() <= 2000 // 250 + 1 + 4 + 1
+    assert recorder.held_bytes() <= (2000 // 250 + 1 + 4 + 1) * 640 * 360 * 3
 
 
 def test_the_ring_of_a_jpeg_feed_holds_the_bytes_as_they_came(tmp_path: Path) -> None:
     source = list(frames(100, [], cycle(red=(40, 200))))
     _, recorder = record(tmp_path, source, settings=RecorderSettings(ring_s=2.0))
-    # Every frame of the last 2 s, the newest ones shared with the history.
-    assert recorder.held_bytes() == sum(len(f.jpeg or b"") for f in source[-21:])
+    # Every frame of the last 2 s, the newest ones shared with the history, and the first.
+    assert recorder.held_bytes() == sum(len(f.jpeg or b"") for f in [source[0], *source[-21:]])
 
 
 @pytest.mark.parametrize("jpeg", [True, False])

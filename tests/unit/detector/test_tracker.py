@@ -166,7 +166,7 @@ def test_vehicle_leaving_the_background_is_followed_at_its_own_size() -> None:
             # Its size is that of its first blob, which had it one pixel on its way.
             assert track.box_xywh == (100.0, 100.0 - moved, 16.0, 37.0)
     assert centres[-1] < 118.0 - 36, "the track went with the car, not with the mask's middle"
-    assert tracker.release_ghosts(looks_like_ghost=lambda _box: False) == [
+    assert tracker.release_ghosts(looks_like_ghost=lambda _box: False).relearn_xywh == [
         (100.0, 99.0, 16.0, 37.0)
     ]
 
