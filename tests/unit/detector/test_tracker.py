@@ -214,3 +214,30 @@ def test_vehicle_standing_at_the_edge_keeps_its_id_through_a_missed_frame() -> N
     step(tracker, 20, [])
     step(tracker, 21, [(0.0, 101.0, 30.0, 14.0)])
     assert [t.track_id for t in tracker.tracks] == [parked.track_id]
+
+
+PLACE = (100.0, 100.0, 16.0, 36.0)
+
+
+@pytest.mark.parametrize("seen_leaving", [True, False])
+def test_a_ghost_names_the_place_a_vehicle_left_only_if_one_was_seen_leaving(
+    seen_leaving: bool,
+) -> None:
+    """A car stood at PLACE from the start (the background holds it) and drives up from
+    frame 0; the road it uncovers stands there as a ghost from frame 13. Released, the ghost
+    names the place and the frame the car was first seen leaving. A ghost with no vehicle
+    seen setting off from it names nothing."""
+    tracker = Tracker(fps=FPS, settings=TrackerSettings(startup_s=0.0))
+    released = []
+    for frame in range(40):
+        blobs = [(100.0, 100.0 - 3 * frame, 16.0, 36.0)] if seen_leaving else []
+        if frame >= 13:
+            blobs.append(PLACE)
+        step(tracker, frame, blobs)
+        released.append(tracker.release_ghosts(looks_like_ghost=lambda box: box == PLACE))
+    left = [place for r in released for place in r.left_places]
+    assert sum(PLACE in r.relearn_xywh for r in released) == 1, "the ghost is released once"
+    if seen_leaving:
+        assert [(p.box_xywh, p.left_frame) for p in left] == [(PLACE, 0)]
+    else:
+        assert left == []
