@@ -52,6 +52,15 @@ class CameraTraffic(StrictModel):
     )
     through_per_min: float = Field(default=12, ge=0, le=40, description="per direction")
     zone_violators_per_min: float = Field(default=3, ge=0, le=10)
+    zone_violators_at_start: int = Field(
+        default=0,
+        ge=0,
+        le=2,
+        description=(
+            "zone violators already parked at frame 0 (they pull in during the pre-roll), "
+            "who stay the zone's max_dwell_s and more after it, then leave"
+        ),
+    )
     brief_stops_per_min: float = Field(default=2, ge=0, le=10)
     legal_parkers_per_min: float = Field(default=2, ge=0, le=10)
 

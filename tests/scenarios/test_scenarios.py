@@ -79,6 +79,16 @@ TRICKS = (
     # A queue stands at the line from the first frame (the clip starts 4 s into red); its
     # head creeps over on red, another pulls out of it.
     Scenario("wuzhen-cam-01", "day", RESOLUTION_WH, 30, 19, MIXED, "mixed-queue-at-start"),
+    # A car parked in a no-parking zone from before the first frame: the background holds
+    # it, so it is found only when it leaves, its dwell counted from the first frame.
+    Scenario(
+        "wuzhen-cam-02",
+        "day",
+        RESOLUTION_WH,
+        30,
+        traffic=(("zone_violators_at_start", 1),),
+        label="parked-at-start",
+    ),
 )
 
 

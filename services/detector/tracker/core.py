@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from services.common.arrays import PointXY
 from services.common.boxes import BoxXYWH, box_centre, box_intersection, box_iou, covered_fraction
-from services.detector.geometry import distance, grown_box
+from services.detector.geometry import distance, grown_box, union_box
 from services.detector.tracker.association import (
     FillFn,
     greedy_matches,
@@ -192,25 +192,35 @@ class Tracker:
 
     def _left(self, ghost: Track) -> LeftPlace | None:
         """The place a vehicle stood in from the first frames, if the ghost is where it
-        was seen to leave: a track of a vehicle that set off from the ghost's place (its
-        first box there, no later than the ghost's) and has moved away.
+        was seen to leave: a track of a vehicle that set off from there (its first blob
+        within half a vehicle's width of the ghost, and no later) and has moved away.
 
         Without that vehicle, a ghost is only evidence that the background once held
-        something there (a car passing in the first frames leaves one too, at once).
+        something there (a car passing in the first frames leaves one too, at once). The
+        vehicle's first blob and its ghost may each be only part of the place (the front
+        pulling out, the road showing through in pieces): the place is the two together.
         """
-        _, _, w, h = ghost.box
-        place = grown_box(ghost.box, margin_x=w / 4, margin_y=h / 4)
         leavers = [
-            t.first_frame
+            t
             for t in self._tracks
-            if t.moved
-            and t.stay is None
-            and t.first_frame <= ghost.first_frame
-            and _inside(t.origin, place)
+            if t.moved and t.stay is None and t.first_frame <= ghost.first_frame
         ]
-        if not leavers:
+        near = [
+            t
+            for t in leavers
+            if box_intersection(
+                t.first_box, grown_box(ghost.box, **_half_width(self._vehicle_width_px, t))
+            )
+            > 0
+        ]
+        if not near:
             return None
-        return LeftPlace(track_id=ghost.track_id, box_xywh=ghost.box, left_frame=min(leavers))
+        leaver = min(near, key=lambda t: t.first_frame)
+        return LeftPlace(
+            track_id=ghost.track_id,
+            box_xywh=union_box([ghost.box, leaver.first_box]),
+            left_frame=leaver.first_frame,
+        )
 
     def adopt_standing(self, regions: Sequence[StandingRegion], *, frame: int) -> list[TrackView]:
         """Start a standing track for each standing region no track accounts for; returns
@@ -262,7 +272,7 @@ class Tracker:
         track = Track(
             track_id=self._next_id,
             box=box,
-            origin=box_centre(box),
+            first_box=box,
             first_frame=frame,
             last_frame=frame,
             size_wh=(box[2], box[3]),
@@ -359,6 +369,8 @@ class Tracker:
         track.stay = Stay(anchor_xy=track.centre, since_frame=first.frame, since_ts_ms=first.ts_ms)
 
 
-def _inside(point_xy: PointXY, box: BoxXYWH) -> bool:
-    x, y, w, h = box
-    return x <= point_xy[0] <= x + w and y <= point_xy[1] <= y + h
+def _half_width(vehicle_width_px: float | None, track: Track) -> dict[str, float]:
+    """Half a vehicle's width as a margin on every side (the track's own width until the
+    camera's is learnt)."""
+    half = (vehicle_width_px or min(track.size_wh)) / 2
+    return {"margin_x": half, "margin_y": half}

@@ -87,7 +87,8 @@ class Track:
 
     track_id: int
     box: BoxXYWH
-    origin: PointXY
+    # The blob the track was first seen on, in ``first_frame``.
+    first_box: BoxXYWH
     first_frame: int
     last_frame: int
     # The vehicle's size as seen in whole (not rejoined) blobs, smoothed.
@@ -115,6 +116,11 @@ class Track:
     @property
     def centre(self) -> PointXY:
         return box_centre(self.box)
+
+    @property
+    def origin(self) -> PointXY:
+        """Where the track was first seen (its first blob's centre)."""
+        return box_centre(self.first_box)
 
     def rename(self, track_id: int) -> None:
         """Carry on as another vehicle: under ``track_id``, with nothing kept of what was

@@ -14,7 +14,7 @@ def standing(track_id: int, *, origin_xy: PointXY, box_xywh: BoxXYWH) -> Track:
     return Track(
         track_id=track_id,
         box=box_xywh,
-        origin=origin_xy,
+        first_box=(origin_xy[0] - box_xywh[2] / 2, origin_xy[1] - box_xywh[3] / 2, *box_xywh[2:]),
         first_frame=0,
         last_frame=0,
         size_wh=(box_xywh[2], box_xywh[3]),

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import cv2
 import pytest
 
+from services.common.boxes import box_iou
 from services.common.events import ViolationEvent, ViolationType
 from services.common.frames import Frame
 from services.detector.pipeline import DetectorPipeline
@@ -115,8 +116,8 @@ def test_a_car_parked_from_the_first_frame_is_found_when_it_leaves(
         (event,) = events
         assert (event.frame, event.ts_ms) == (5 * FPS, T0_MS + 5000)
         assert event.decided_ts_ms is not None and event.decided_ts_ms > T0_MS + stand_s * 1000
-        x, y, w, h = event.bbox_xywh
-        assert abs(x - 520) <= 4 and abs(y - 200) <= 4 and abs(w - 44) <= 6 and abs(h - 70) <= 6
+        # Its place: the ghost it left, and the front of it as it first pulled out.
+        assert box_iou(event.bbox_xywh, (520, 200, 44, 70)) >= 0.7
     assert pipeline.tracks == [], "no ghost may stay behind"
 
 
