@@ -18,6 +18,11 @@ Two cues say which lamp is lit:
   white glint on a dark head then reads as a lamp too; on the development clips that only
   happened while the head was dark, where the held state does not change on it.)
 
+The cues are checked against each other in one case: colour saying amber while position
+clearly says the red lamp is lit is a red LED whose core the camera records yellow, with only
+a thin red rim (a Vietnamese head in afternoon sun read amber through its whole red phase),
+and reads red.
+
 Readings are per frame; :class:`SignalTimeline` smooths them and dates changes.
 """
 
@@ -243,11 +248,23 @@ def read_lamp_head(
         if total >= settings.min_votes:
             best = max(range(3), key=votes.__getitem__)
             state = _LAMPS[best] if votes[best] >= settings.min_vote_share * total else None
+            if (
+                state is LightState.AMBER
+                and read_by_position(lamp_levels(_brightest_channel(oriented)), settings)
+                is LightState.RED
+            ):
+                # A red lamp blown out to yellow, with only a red rim: its hue is amber's,
+                # but the lamp lit is the red one, and the amber one is dark.
+                state = LightState.RED
             return LampReading(state=state or LightState.UNKNOWN, cue=Cue.COLOUR)
-        grey = np.asarray(oriented.max(axis=2), np.uint8)
+        grey = _brightest_channel(oriented)
     else:
         grey = oriented
     return LampReading(state=read_by_position(lamp_levels(grey), settings), cue=Cue.POSITION)
+
+
+def _brightest_channel(head_bgr: HeadImage) -> GreyImage:
+    return np.asarray(head_bgr.max(axis=2), np.uint8)
 
 
 def _shrunk(head: HeadImage, layout: LampLayout, max_length_px: int) -> HeadImage:

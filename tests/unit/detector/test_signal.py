@@ -119,6 +119,14 @@ def test_red_bloom_over_the_amber_lamp_still_reads_red() -> None:
     assert read_lamp_head(head, layout=LampLayout.VERTICAL).state is RED
 
 
+@pytest.mark.parametrize("layout", list(LampLayout))
+def test_red_lamp_blown_out_to_yellow_reads_red(layout: LampLayout) -> None:
+    """A red LED whose core a camera records yellow, with only a thin red rim (seen on a
+    Vietnamese head in afternoon sun): its hue is amber's, but the lit lamp is the red one."""
+    head = synthetic_head(RED, layout=layout, size_wh=(16, 40), lit_bgr=(40, 215, 240))
+    assert read_lamp_head(head, layout=layout).state is RED
+
+
 def test_dark_or_blank_head_is_unknown() -> None:
     dark = synthetic_head(None, phantom=0.0)
     assert read_lamp_head(dark, layout=LampLayout.VERTICAL).state is LightState.UNKNOWN
