@@ -200,19 +200,16 @@ class Tracker:
         vehicle's first blob and its ghost may each be only part of the place (the front
         pulling out, the road showing through in pieces): the place is the two together.
         """
-        leavers = [
-            t
-            for t in self._tracks
-            if t.moved and t.stay is None and t.first_frame <= ghost.first_frame
-        ]
-        near = [
-            t
-            for t in leavers
+        near: list[Track] = []
+        for track in self._tracks:
+            if not track.moved or track.stay is not None or track.first_frame > ghost.first_frame:
+                continue
+            # Half a vehicle's width (the track's own, until the camera's is learnt).
+            half = (self._vehicle_width_px or min(track.size_wh)) / 2
             if box_intersection(
-                t.first_box, grown_box(ghost.box, **_half_width(self._vehicle_width_px, t))
-            )
-            > 0
-        ]
+                track.first_box, grown_box(ghost.box, margin_x=half, margin_y=half)
+            ):
+                near.append(track)
         if not near:
             return None
         leaver = min(near, key=lambda t: t.first_frame)
@@ -367,10 +364,3 @@ class Tracker:
             track.misses = self._max_missed + 1
             return
         track.stay = Stay(anchor_xy=track.centre, since_frame=first.frame, since_ts_ms=first.ts_ms)
-
-
-def _half_width(vehicle_width_px: float | None, track: Track) -> dict[str, float]:
-    """Half a vehicle's width as a margin on every side (the track's own width until the
-    camera's is learnt)."""
-    half = (vehicle_width_px or min(track.size_wh)) / 2
-    return {"margin_x": half, "margin_y": half}
