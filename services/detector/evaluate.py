@@ -47,9 +47,13 @@ class TypeScore:
     matched: int
     mean_abs_error_s: float | None
     max_abs_error_s: float | None
-    # Frames of the truth violations nothing matched, and of the detections that matched none.
+    # Frames of the truth violations nothing matched, and the detections that matched none.
     missed_frames: tuple[int, ...] = ()
-    false_alarm_frames: tuple[int, ...] = ()
+    false_alarms: tuple[Occurrence, ...] = ()
+
+    @property
+    def false_alarm_frames(self) -> tuple[int, ...]:
+        return tuple(alarm.frame for alarm in self.false_alarms)
 
     @property
     def precision(self) -> float:
@@ -171,7 +175,7 @@ def _score(
         mean_abs_error_s=round(sum(errors) / len(errors), 3) if errors else None,
         max_abs_error_s=round(max(errors), 3) if errors else None,
         missed_frames=tuple(t.frame for i, t in enumerate(true_ones) if i not in used_truth),
-        false_alarm_frames=tuple(d.frame for j, d in enumerate(found) if j not in used_found),
+        false_alarms=tuple(d for j, d in enumerate(found) if j not in used_found),
     )
 
 

@@ -146,11 +146,7 @@ def score_clip(
     ]
     scores = evaluate(truth, detected, fps=labels.fps, tolerance_s=tolerance_s)
     red_light = _forgive_uncertain(
-        scores[ViolationType.RED_LIGHT],
-        labels,
-        detected=detected,
-        fps=labels.fps,
-        tolerance_s=tolerance_s,
+        scores[ViolationType.RED_LIGHT], labels, fps=labels.fps, tolerance_s=tolerance_s
     )
     signal = (
         score_signal(labels.signal, held_signal, fps=labels.fps, guard_s=guard_s)
@@ -174,7 +170,6 @@ def _forgive_uncertain(
     score: TypeScore,
     labels: ClipLabels,
     *,
-    detected: Sequence[Occurrence],
     fps: float,
     tolerance_s: Mapping[ViolationType, float] | None,
 ) -> TypeScore:
@@ -183,18 +178,11 @@ def _forgive_uncertain(
         Occurrence(ViolationType.RED_LIGHT, c.frame, bbox_xywh=c.bbox_xywh)
         for c in labels.red_light_uncertain
     ]
-    if not uncertain or not score.false_alarm_frames:
+    if not uncertain or not score.false_alarms:
         return score
-    # The alarms with their places: the detections of their frames, in order.
-    unmatched = Counter(score.false_alarm_frames)
-    alarms = []
-    for occurrence in detected:
-        if occurrence.type == ViolationType.RED_LIGHT and unmatched[occurrence.frame] > 0:
-            unmatched[occurrence.frame] -= 1
-            alarms.append(occurrence)
-    forgiven = evaluate(uncertain, alarms, fps=fps, tolerance_s=tolerance_s)
-    left = forgiven[ViolationType.RED_LIGHT].false_alarm_frames
-    return replace(score, detected=score.matched + len(left), false_alarm_frames=left)
+    forgiven = evaluate(uncertain, list(score.false_alarms), fps=fps, tolerance_s=tolerance_s)
+    left = forgiven[ViolationType.RED_LIGHT].false_alarms
+    return replace(score, detected=score.matched + len(left), false_alarms=left)
 
 
 @dataclass(frozen=True, slots=True)
