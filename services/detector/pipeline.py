@@ -127,7 +127,6 @@ class _Feed:
         work_w, work_h = decoder.working_wh
         # Events number tracks from here up: see _track_base_for.
         self.track_base = _track_base_for(first.ts_ms)
-        self.first_ts_ms = first.ts_ms
         # Kept for the evidence of a vehicle that stood in a zone from the first frame, which
         # is found only when it leaves.
         self.first = first
@@ -242,19 +241,7 @@ class DetectorPipeline:
                 )
 
         with self._observer.stage("rules"):
-            hits = self._apply_rules(geometry, tracks, frame)
-            hits.extend(
-                hit
-                for place in left_places
-                if (
-                    hit := geometry.parking.stood_from_start(
-                        place,
-                        first=(feed.first.index, feed.first.ts_ms),
-                        now=(frame.index, frame.ts_ms),
-                    )
-                )
-                is not None
-            )
+            hits = self._apply_rules(feed, tracks, left_places, frame)
         return self._result(
             index=frame.index,
             ts_ms=frame.ts_ms,
@@ -363,10 +350,11 @@ class DetectorPipeline:
         return mask
 
     def _apply_rules(
-        self, geometry: _Geometry, tracks: list[TrackView], frame: Frame
+        self, feed: _Feed, tracks: list[TrackView], left_places: list[LeftPlace], frame: Frame
     ) -> list[RuleHit]:
+        geometry = feed.geometry
         hits: list[RuleHit] = []
-        vehicle_width_px = self._feed.tracker.vehicle_width_px if self._feed else None
+        vehicle_width_px = feed.tracker.vehicle_width_px
         for track in tracks:
             if geometry.red_light is not None:
                 geometry.red_light.observe(
@@ -377,6 +365,12 @@ class DetectorPipeline:
                 hits.append(parked)
         if geometry.red_light is not None:
             hits.extend(geometry.red_light.judge(self._signal))
+        for place in left_places:
+            stood = geometry.parking.stood_from_start(
+                place, first=(feed.first.index, feed.first.ts_ms), now=(frame.index, frame.ts_ms)
+            )
+            if stood is not None:
+                hits.append(stood)
         alive = {t.track_id for t in tracks}
         geometry.parking.retain(alive)
         if geometry.red_light is not None:
@@ -396,7 +390,7 @@ class DetectorPipeline:
             track_id=feed.track_base + hit.track_id,
             bbox_xywh=feed.geometry.scale.box_to_scene(hit.box_xywh),
             confidence=hit.confidence,
-            tracker_epoch_ms=feed.first_ts_ms,
+            tracker_epoch_ms=feed.first.ts_ms,
             decided_ts_ms=decided_ts_ms,
         )
         frame = next((f for f in (feed.first, *self._recent) if f.index == hit.seen_frame), None)
