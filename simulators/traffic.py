@@ -218,8 +218,6 @@ class _QueueAct:
 class _Visit:
     due_t: float
     role: Role
-    # Parked before frame 0: the camera sees its stay from its first frame.
-    at_start: bool = False
 
 
 @dataclass
@@ -549,7 +547,7 @@ class _Street:
                 _Visit(t, role) for t in _jittered_times(rng, per_min, 0.5, duration_s)
             ]
         world.visits += [
-            _Visit(-PREROLL_S + 0.5 + 1.5 * k, Role.ZONE_VIOLATOR, at_start=True)
+            _Visit(-PREROLL_S + 0.5 + 1.5 * k, Role.ZONE_VIOLATOR)
             for k in range(traffic.zone_violators_at_start)
         ]
         world.visits.sort(key=lambda v: v.due_t)
@@ -595,11 +593,11 @@ class _Street:
         lane = self.layout.near
         park_s = lane.s_of(((slot.x0 + slot.x1) / 2, 0.0))
         parked_t = t + park_s / v_desired + 1.0
+        # A stay that began in the pre-roll is seen, and timed, from frame 0.
+        seen_parked_t = max(parked_t, 0.0)
         if visit.role is Role.ZONE_VIOLATOR and slot.zone is not None:
-            # Events at least ~4 s apart (allowing for the estimate's error) keep truth clear;
-            # a stay the camera sees from frame 0 reaches the limit max_dwell_s after it.
-            eta = max(parked_t, 0.0) if visit.at_start else parked_t
-            eta += slot.zone.max_dwell_s
+            # Events at least ~4 s apart (allowing for the estimate's error) keep truth clear.
+            eta = seen_parked_t + slot.zone.max_dwell_s
             if any(abs(eta - other) < 5.0 for other in self.violation_etas):
                 return False
             self.violation_etas.append(eta)
@@ -610,10 +608,9 @@ class _Street:
         vehicle = world.spawn(_NEAR, body, v_desired, speed, visit.role)
         vehicle.slot = slot
         vehicle.park_s = park_s + body.length / 2
-        vehicle.dwell_s = self._dwell(visit.role, slot)
-        if visit.at_start:
-            # The dwell the camera sees, from frame 0, is that of any other violator.
-            vehicle.dwell_s += max(-parked_t, 0.0)
+        # The dwell the camera sees, from frame 0 for a stay that began before it, is that
+        # of any other visit.
+        vehicle.dwell_s = self._dwell(visit.role, slot) + (seen_parked_t - parked_t)
         world.busy_slots.add(index)
         return True
 
