@@ -21,6 +21,7 @@ def make_event(
     confidence: float = 0.9,
     snapshot: str | None = None,
     tracker_epoch_ms: int | None = None,
+    parked_since_ts_ms: int | None = None,
 ) -> ViolationEvent:
     """A valid event; ``city`` defaults to the camera id's prefix (``hangzhou-cam-03`` →
     ``hangzhou``)."""
@@ -35,6 +36,7 @@ def make_event(
         confidence=confidence,
         snapshot=snapshot,
         tracker_epoch_ms=tracker_epoch_ms,
+        parked_since_ts_ms=parked_since_ts_ms,
     )
 
 

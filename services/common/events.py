@@ -109,6 +109,28 @@ class ViolationEvent(BaseModel):
     # when the violation is dated back (a crossing found after the vehicle coasted over the
     # line, a red light held until the signal was decided). Latency is measured from it.
     decided_ts_ms: NonNegInt | None = None
+    # For a parking violation: the capture time its stay is timed from. A vehicle that stood
+    # in the zone from the detector run's first frame has the run's ``tracker_epoch_ms``
+    # here, and may have stood there for longer (another run may have reported it).
+    parked_since_ts_ms: NonNegInt | None = None
+
+    @property
+    def parked_since_run_start(self) -> bool:
+        """Whether the event is of a vehicle that stood in its zone from the first frame of
+        the detector run that reported it: it may have stood there since before.
+
+        >>> e = ViolationEvent.from_dict({"violation_id": "v", "type": "illegal_parking",
+        ...     "camera_id": "c", "city": "x", "frame": 1, "ts_ms": 9000, "track_id": 7,
+        ...     "bbox_xywh": [0, 0, 1, 1], "confidence": 0.6, "tracker_epoch_ms": 4000,
+        ...     "parked_since_ts_ms": 4000})
+        >>> e.parked_since_run_start
+        True
+        """
+        return (
+            self.parked_since_ts_ms is not None
+            and self.tracker_epoch_ms is not None
+            and self.parked_since_ts_ms <= self.tracker_epoch_ms
+        )
 
     @classmethod
     def create(
@@ -126,6 +148,7 @@ class ViolationEvent(BaseModel):
         id_number: int | None = None,
         tracker_epoch_ms: int | None = None,
         decided_ts_ms: int | None = None,
+        parked_since_ts_ms: int | None = None,
     ) -> ViolationEvent:
         """Build an event with its deterministic ``violation_id``.
 
@@ -153,6 +176,7 @@ class ViolationEvent(BaseModel):
                 "snapshot": snapshot,
                 "tracker_epoch_ms": tracker_epoch_ms,
                 "decided_ts_ms": decided_ts_ms,
+                "parked_since_ts_ms": parked_since_ts_ms,
             },
             strict=False,
         )
@@ -194,7 +218,9 @@ class ViolationEvent(BaseModel):
         """The JSON-ready dict, extra fields included, keys as in the contracts."""
         # An event without the detector's optional fields keeps the contracts' shape.
         unset = {
-            name for name in ("tracker_epoch_ms", "decided_ts_ms") if getattr(self, name) is None
+            name
+            for name in ("tracker_epoch_ms", "decided_ts_ms", "parked_since_ts_ms")
+            if getattr(self, name) is None
         }
         return self.model_dump(mode="json", by_alias=True, exclude=unset)
 

@@ -392,6 +392,7 @@ class DetectorPipeline:
             confidence=hit.confidence,
             tracker_epoch_ms=feed.first.ts_ms,
             decided_ts_ms=decided_ts_ms,
+            parked_since_ts_ms=hit.parked_since_ts_ms,
         )
         frame = next((f for f in (feed.first, *self._recent) if f.index == hit.seen_frame), None)
         if self._evidence is None or frame is None:

@@ -57,6 +57,8 @@ class RuleHit:
     # The frame whose picture shows ``box_xywh``: later than ``frame`` for a crossing made
     # while the track coasted, stamped at the frame its move met the line.
     seen_frame: int
+    # For parking: the capture time the stay is timed from.
+    parked_since_ts_ms: int | None = None
 
 
 def _confidence(track: TrackView) -> float:
@@ -291,6 +293,7 @@ class ParkingRule:
                     box_xywh=place.box_xywh,
                     confidence=LEFT_PLACE_CONFIDENCE,
                     seen_frame=first_frame,
+                    parked_since_ts_ms=first_ts_ms,
                 )
         return None
 
@@ -314,5 +317,6 @@ class ParkingRule:
                     box_xywh=track.box_xywh,
                     confidence=_confidence(track),
                     seen_frame=frame,
+                    parked_since_ts_ms=stay.since_ts_ms,
                 )
         return None

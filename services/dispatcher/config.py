@@ -72,7 +72,9 @@ class GroupingSettings(StrictModel):
         le=86_400,
         description=(
             "a repeat of the same vehicle (track), camera and type within this many seconds "
-            "of the group's last event raises the existing entry's counter; 0 disables grouping"
+            "of the group's last event raises the existing entry's counter; 0 disables "
+            "grouping. Also how long a parking entry is remembered for a detector run that "
+            "took the camera over while the car stood, and reports it when it leaves"
         ),
     )
     handover_s: dict[ViolationType, Annotated[float, Field(ge=0, le=600)]] = Field(

@@ -66,14 +66,22 @@ class Sighting:
     bbox_xywh: tuple[int, int, int, int]
     tracker_epoch_ms: int
 
-    def same_vehicle_from_another_run(self, event: ViolationEvent, *, window_ms: int) -> bool:
+    def same_vehicle_from_another_run(
+        self, event: ViolationEvent, *, window_ms: int, stay_ms: int
+    ) -> bool:
         """Whether ``event`` is this violation as another detector run of the camera saw it:
-        close in time, its box overlapping."""
-        return (
-            event.tracker_epoch_ms is not None
-            and event.tracker_epoch_ms != self.tracker_epoch_ms
-            and abs(event.ts_ms - self.ts_ms) <= window_ms
-            and box_iou(event.bbox_xywh, self.bbox_xywh) >= HANDOVER_MIN_IOU
+        its box overlapping, and close in time; or, for a vehicle parked there since the
+        event's run began, reported up to ``stay_ms`` before that (the new run learnt the
+        standing car into its background, and found it only when it left)."""
+        epoch = event.tracker_epoch_ms
+        if (
+            epoch is None
+            or epoch == self.tracker_epoch_ms
+            or box_iou(event.bbox_xywh, self.bbox_xywh) < HANDOVER_MIN_IOU
+        ):
+            return False
+        return abs(event.ts_ms - self.ts_ms) <= window_ms or (
+            event.parked_since_run_start and epoch - stay_ms <= self.ts_ms <= epoch + window_ms
         )
 
 
@@ -316,6 +324,12 @@ class Dispatcher:
         self._window_ms = int(config.grouping.window_s * 1000)
         self._horizon_ms = int(config.dedup_horizon_s * 1000)
         self._handover_ms = {t: int(s * 1000) for t, s in config.grouping.handover_s.items()}
+        # How long a camera's entries are kept as sightings: a parked car's for the grouping
+        # window, since a run that took over while it stood reports it only when it leaves.
+        self._sightings_ms = {
+            kind: max(ms, self._window_ms) if kind is ViolationType.ILLEGAL_PARKING else ms
+            for kind, ms in self._handover_ms.items()
+        }
 
     def plan(
         self, messages: Sequence[MessageT], *, state: Mapping[str, GroupState], now_ms: int
@@ -354,10 +368,13 @@ class Dispatcher:
         # Almost always every sighting is this run's own: that is checked first, cheaply.
         others = [s for s in seen.sightings if s.tracker_epoch_ms != epoch]
         for sighting in reversed(others):
-            if sighting.same_vehicle_from_another_run(event, window_ms=window_ms):
+            if sighting.same_vehicle_from_another_run(
+                event, window_ms=window_ms, stay_ms=self._window_ms
+            ):
                 return GroupState(
                     violation_id=sighting.violation_id,
-                    last_ts_ms=sighting.ts_ms,
+                    # This run has seen the vehicle standing since it began timing it.
+                    last_ts_ms=max(sighting.ts_ms, event.parked_since_ts_ms or 0),
                     recent_ids=(sighting.violation_id,),
                     bbox_xywh=_place(event.type, sighting.bbox_xywh),
                 )
@@ -366,11 +383,11 @@ class Dispatcher:
     def _sighted(self, event: ViolationEvent, seen: GroupState | None) -> GroupState | None:
         """The camera's sightings with this new entry's event added, the stale ones dropped;
         None when the event cannot be matched across runs anyway."""
-        window_ms = self._handover_ms.get(event.type)
-        if event.tracker_epoch_ms is None or window_ms is None:
+        kept_ms = self._sightings_ms.get(event.type)
+        if event.tracker_epoch_ms is None or kept_ms is None:
             return None
         ts_ms = event.ts_ms
-        kept = [s for s in (seen.sightings if seen else ()) if ts_ms - s.ts_ms <= window_ms]
+        kept = [s for s in (seen.sightings if seen else ()) if ts_ms - s.ts_ms <= kept_ms]
         kept.append(Sighting(event.violation_id, ts_ms, event.bbox_xywh, event.tracker_epoch_ms))
         return GroupState(
             violation_id=event.violation_id,

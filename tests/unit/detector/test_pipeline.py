@@ -99,6 +99,10 @@ def test_parking_fires_once_when_dwell_reaches_max() -> None:
     assert [e.type for e in events] == [ViolationType.ILLEGAL_PARKING]
     stop_frame = 20 + 18
     assert abs(events[0].frame - (stop_frame + 5 * FPS)) <= 5
+    # Its stay is timed from when it stopped, after the run began.
+    (event,) = events
+    assert event.parked_since_ts_ms == event.ts_ms - 5000
+    assert not event.parked_since_run_start
     assert pipeline.tracks == [], "the parked car left: no ghost may stay behind"
 
 
@@ -115,6 +119,9 @@ def test_a_car_parked_from_the_first_frame_is_found_when_it_leaves(
     if reported:
         (event,) = events
         assert (event.frame, event.ts_ms) == (5 * FPS, T0_MS + 5000)
+        # It may have stood there before this run began: another run may have reported it.
+        assert event.parked_since_ts_ms == event.tracker_epoch_ms == T0_MS
+        assert event.parked_since_run_start
         assert event.decided_ts_ms is not None and event.decided_ts_ms > T0_MS + stand_s * 1000
         # Its place: the ghost it left, and the front of it as it first pulled out.
         assert box_iou(event.bbox_xywh, (520, 200, 44, 70)) >= 0.7

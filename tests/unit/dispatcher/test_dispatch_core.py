@@ -38,6 +38,7 @@ def event(
     ts_ms: int = MONDAY_NOON_MS,
     bbox_xywh: tuple[int, int, int, int] = (10, 20, 30, 40),
     tracker_epoch_ms: int | None = None,
+    parked_since_ts_ms: int | None = None,
 ) -> ViolationEvent:
     return make_event(
         camera_id=camera_id,
@@ -47,6 +48,7 @@ def event(
         ts_ms=ts_ms,
         bbox_xywh=bbox_xywh,
         tracker_epoch_ms=tracker_epoch_ms,
+        parked_since_ts_ms=parked_since_ts_ms,
     )
 
 
@@ -280,6 +282,50 @@ def test_a_parked_car_may_be_seen_seconds_apart_across_a_handover() -> None:
         track_id=40_009, tracker_epoch_ms=NEW_RUN_MS, ts_ms=old.ts_ms + 8_000, **parked
     )
     assert handover_decisions(old, next_car) == [Dispatch, Dispatch]
+
+
+# A car reported by the old run, still standing when a new run took the camera over five
+# minutes later: the new run learnt it into its background, and reports it when it leaves,
+# its 15 s dwell timed from the new run's first frame.
+STANDING = {"violation_type": ViolationType.ILLEGAL_PARKING, "bbox_xywh": (50, 60, 80, 40)}
+
+
+def reported_again(
+    *, taken_over_ms: int, timed_after_ms: int = 0, **changes: Any
+) -> ViolationEvent:
+    """The new run's event; its stay timed from ``timed_after_ms`` after the run began."""
+    fields: dict[str, Any] = STANDING | {
+        "track_id": 40_003,
+        "tracker_epoch_ms": taken_over_ms,
+        "parked_since_ts_ms": taken_over_ms + timed_after_ms,
+        "ts_ms": taken_over_ms + 15_000,
+    }
+    return event(**fields | changes)
+
+
+@pytest.mark.parametrize("in_one_batch", [True, False])
+def test_a_car_parked_through_a_handover_is_counted_on_the_old_runs_entry(
+    in_one_batch: bool,
+) -> None:
+    old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, **STANDING)
+    new = reported_again(taken_over_ms=old.ts_ms + 300_000)
+    assert handover_decisions(old, new, in_one_batch=in_one_batch) == [Dispatch, Repeat]
+
+
+@pytest.mark.parametrize(
+    ("why", "taken_over_after_ms", "changes"),
+    [
+        ("another place", 300_000, {"bbox_xywh": (300, 60, 80, 40)}),
+        ("its stay timed from after its run began", 300_000, {"timed_after_ms": 1}),
+        ("a run begun over grouping.window_s after the entry", 601_000, {}),
+    ],
+)
+def test_what_is_not_a_car_parked_through_a_handover_is_a_new_entry(
+    why: str, taken_over_after_ms: int, changes: dict[str, Any]
+) -> None:
+    old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, **STANDING)
+    new = reported_again(taken_over_ms=old.ts_ms + taken_over_after_ms, **changes)
+    assert handover_decisions(old, new) == [Dispatch, Dispatch], why
 
 
 def test_a_camera_keeps_only_its_latest_sightings() -> None:
