@@ -33,6 +33,7 @@ VARIANTS = (
     "led",
     "led_horizontal",
     "exposure",
+    "nightfall",
 )
 # Real junctions often have small LED heads whose lit lamp blooms over its neighbours; these
 # variants draw one (vertical or horizontal) and hand the detector a roi that fits it tightly.
@@ -55,8 +56,14 @@ _LIGHT: dict[str, tuple[float, float, float]] = {
     "led": (1.0, 1.0, 1.0),
     "led_horizontal": (1.0, 1.0, 1.0),
     "exposure": (1.0, 1.0, 1.0),
+    "nightfall": (1.0, 1.0, 1.0),
 }
 _HEADLIGHTS_ON = frozenset({"dusk", "night", "rain"})
+# The ``nightfall`` look: the light falls from day's level to dusk's over _NIGHTFALL_S (and
+# then stays there), and drivers switch their headlights on once it is below
+# _NIGHTFALL_HEADLIGHTS of day's.
+_NIGHTFALL_S = 60.0
+_NIGHTFALL_HEADLIGHTS = 0.8
 _ASPHALT: Colour = (84, 86, 88)
 _PARKING_ASPHALT: Colour = (96, 98, 100)
 _PAVEMENT: Colour = (170, 176, 180)
@@ -205,7 +212,7 @@ class Renderer:
     def render(self, frame_index: int, placed: Sequence[Placed], phase: Phase | None) -> BGRImage:
         """The frame showing ``placed`` vehicles and the signal in ``phase``."""
         offset = (0, 0)
-        gain = 1.0
+        light, lamp_gain = self.light, 1.0
         if self.variant == "shake":
             offset = _shake_offset(self.seed, frame_index)
             width, height = self.resolution_wh
@@ -217,9 +224,15 @@ class Renderer:
             )
             lut = np.clip(np.arange(256) * gain, 0, 255).astype(np.uint8)
             img = _u8(cv2.LUT(self.background, lut))
+            light, lamp_gain = _lit(self.light, gain), gain
+        elif self.variant == "nightfall":
+            light = nightfall_light(frame_index, fps=self.scene.fps)
+            img = _u8(cv2.multiply(self.background, (*light, 0.0)))
         else:
             img = self.background.copy()
-        return self._draw(img, frame_index, placed, phase, offset=offset, gain=gain)
+        return self._draw(
+            img, frame_index, placed, phase, offset=offset, light=light, lamp_gain=lamp_gain
+        )
 
     def render_reused(
         self, frame_index: int, placed: Sequence[Placed], phase: Phase | None
@@ -238,7 +251,9 @@ class Renderer:
         for x0, y0, x1, y1 in self._scratch_damage:
             rows, cols = slice(max(y0, 0), min(y1, height)), slice(max(x0, 0), min(x1, width))
             scratch[rows, cols] = background[rows, cols]
-        self._draw(scratch, frame_index, placed, phase, offset=(0, 0), gain=1.0)
+        self._draw(
+            scratch, frame_index, placed, phase, offset=(0, 0), light=self.light, lamp_gain=1.0
+        )
         self._scratch_damage = damage
         return scratch, damage
 
@@ -254,12 +269,16 @@ class Renderer:
         phase: Phase | None,
         *,
         offset: tuple[int, int],
-        gain: float,
+        light: tuple[float, float, float],
+        lamp_gain: float,
     ) -> BGRImage:
-        """Vehicles and lamps on ``img``, a (shaken or dimmed) background, then what the lens
-        adds: ``img`` itself for a static variant, else possibly a new image."""
-        light = tuple(channel * gain for channel in self.light)
-        painter = _VehiclePainter(img, self.canvas, light, offset, self.variant in _HEADLIGHTS_ON)
+        """Vehicles in ``light`` and lamps at ``lamp_gain`` on ``img``, a (shaken or dimmed)
+        background, then what the lens adds: ``img`` itself for a static variant, else
+        possibly a new image."""
+        headlights = self.variant in _HEADLIGHTS_ON or (
+            self.variant == "nightfall" and min(light) < _NIGHTFALL_HEADLIGHTS
+        )
+        painter = _VehiclePainter(img, self.canvas, light, offset, headlights)
         if self.variant == "night":
             for vehicle in placed:
                 painter.beam(vehicle)
@@ -270,7 +289,7 @@ class Renderer:
         if phase is not None and self.variant in LED_VARIANTS:
             self._draw_led(img, phase)
         elif phase is not None:
-            self._draw_lamps(img, phase, offset, gain)
+            self._draw_lamps(img, phase, offset, lamp_gain)
         return self._through_the_lens(img, frame_index)
 
     def _through_the_lens(self, img: BGRImage, frame_index: int) -> BGRImage:
@@ -394,6 +413,32 @@ def _beam_bounds(vehicle: Placed, rect: RectXYXY) -> RectXYXY:
         y0, y1 = y0 - 10, y1 + 10
         x0, x1 = (x0 - reach, x1) if dx < 0 else (x0, x1 + reach)
     return (x0, y0, x1, y1)
+
+
+def nightfall_light(frame_index: int, *, fps: float) -> tuple[float, float, float]:
+    """The ``nightfall`` look's (B, G, R) light level at a frame: day's at the first, falling
+    evenly to dusk's over ``_NIGHTFALL_S``.
+
+    >>> [tuple(round(c, 2) for c in nightfall_light(i, fps=10)) for i in (0, 300, 900)]
+    [(1.0, 1.0, 1.0), (0.75, 0.79, 0.89), (0.5, 0.58, 0.78)]
+    """
+    share = min(frame_index / (fps * _NIGHTFALL_S), 1.0)
+    day, dusk = _LIGHT["day"], _LIGHT["dusk"]
+    return _lit(day, 1.0 - share, plus=_lit(dusk, share))
+
+
+def _lit(
+    light: tuple[float, float, float],
+    gain: float,
+    *,
+    plus: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> tuple[float, float, float]:
+    """``light`` times ``gain``, plus ``plus``, channel by channel."""
+    return (
+        light[0] * gain + plus[0],
+        light[1] * gain + plus[1],
+        light[2] * gain + plus[2],
+    )
 
 
 def exposure_gain(frame_index: int, *, fps: float) -> float:

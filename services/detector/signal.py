@@ -246,16 +246,20 @@ def read_lamp_head(
         votes = colour_votes(oriented, settings)
         total = sum(votes)
         if total >= settings.min_votes:
-            best = max(range(3), key=votes.__getitem__)
-            state = _LAMPS[best] if votes[best] >= settings.min_vote_share * total else None
-            if (
-                state is LightState.AMBER
-                and read_by_position(lamp_levels(_brightest_channel(oriented)), settings)
-                is LightState.RED
-            ):
-                # A red lamp blown out to yellow, with only a red rim: its hue is amber's,
-                # but the lamp lit is the red one, and the amber one is dark.
-                state = LightState.RED
+            ranked = sorted(range(3), key=votes.__getitem__, reverse=True)
+            state = (
+                _LAMPS[ranked[0]] if votes[ranked[0]] >= settings.min_vote_share * total else None
+            )
+            if state is None or state is LightState.AMBER:
+                by_position = read_by_position(lamp_levels(_brightest_channel(oriented)), settings)
+                if state is None and by_position in (_LAMPS[ranked[0]], _LAMPS[ranked[1]]):
+                    # The colour is torn between two lamps (a red lamp that blooms orange
+                    # halfway to amber): the one lit by position is it.
+                    state = by_position
+                elif state is LightState.AMBER and by_position is LightState.RED:
+                    # A red lamp blown out to yellow, with only a red rim: its hue is
+                    # amber's, but the lamp lit is the red one, and the amber one is dark.
+                    state = LightState.RED
             return LampReading(state=state or LightState.UNKNOWN, cue=Cue.COLOUR)
         grey = _brightest_channel(oriented)
     else:

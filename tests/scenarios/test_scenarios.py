@@ -28,7 +28,7 @@ from services.detector.pipeline import DetectorPipeline
 from simulators.feed import simulate_camera
 
 CAMERAS = [f"{city}-cam-0{n}" for city in ("wuzhen", "hangzhou") for n in range(1, 5)]
-GRID_VARIANTS = ("day", "dusk", "night", "rain", "drift", "shake", "jpeg")
+GRID_VARIANTS = ("day", "dusk", "night", "rain", "drift", "shake", "jpeg", "nightfall")
 SECONDS = 60
 RESOLUTION_WH = (640, 360)
 GOAL = 0.97

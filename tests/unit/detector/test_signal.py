@@ -11,6 +11,7 @@ from services.detector.signal import (
     Cue,
     LightState,
     SignalTimeline,
+    colour_votes,
     crop_head,
     lamp_levels,
     read_by_position,
@@ -125,6 +126,21 @@ def test_red_lamp_blown_out_to_yellow_reads_red(layout: LampLayout) -> None:
     Vietnamese head in afternoon sun): its hue is amber's, but the lit lamp is the red one."""
     head = synthetic_head(RED, layout=layout, size_wh=(16, 40), lit_bgr=(40, 215, 240))
     assert read_lamp_head(head, layout=layout).state is RED
+
+
+@pytest.mark.parametrize("layout", list(LampLayout))
+def test_red_lamp_blooming_orange_reads_red_by_position(layout: LampLayout) -> None:
+    """A red LED whose core a camera records orange, inside a thin red rim (seen on a
+    Vietnamese head through a phone's screen recording): its pixels vote red and amber
+    nearly alike, so the colour cannot decide, and the lamp lit by position is the red one."""
+    head = synthetic_head(RED, size_wh=(16, 40), lit_bgr=(40, 150, 250))
+    cv2.circle(head, (8, 7), 7, (30, 30, 220), 1)
+    red, amber, green = colour_votes(head)
+    assert green == 0 and 0.4 < amber / (red + amber) < 0.6
+    if layout is LampLayout.HORIZONTAL:
+        head = np.ascontiguousarray(head.swapaxes(0, 1))
+    reading = read_lamp_head(head, layout=layout)
+    assert (reading.state, reading.cue) == (RED, Cue.COLOUR)
 
 
 def test_dark_or_blank_head_is_unknown() -> None:
