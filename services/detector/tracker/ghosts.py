@@ -120,7 +120,7 @@ class Ghosts:
         for track in tracks:
             if (
                 track.stay is None
-                or self._parked(track, vehicle_width_px=vehicle_width_px)
+                or self.parked(track, vehicle_width_px=vehicle_width_px)
                 or not looks_like_ghost(track.box)
             ):
                 continue
@@ -133,10 +133,9 @@ class Ghosts:
         self._looked = looked
         return ghosts
 
-    def _parked(self, track: Track, *, vehicle_width_px: float | None) -> bool:
+    def parked(self, track: Track, *, vehicle_width_px: float | None) -> bool:
         """Whether a standing track is one vehicle that drove into a no-parking zone."""
-        assert track.stay is not None
-        return (
+        return track.stay is not None and (
             self._parking_zone is not None
             and vehicle_width_px is not None
             and self._parking_zone(track.stay.anchor_xy)
