@@ -133,18 +133,36 @@ def _load_clips(root: Path, only: list[str]) -> tuple[list[DevClip], list[str]]:
     return clips, problems
 
 
-_HEADERS = ("frames", "runners", "det", "hit", "P", "R", "missed", "park FA", "sig", "sig@s", "fps")
+_HEADERS = (
+    "frames",
+    "runners",
+    "det",
+    "hit",
+    "P",
+    "R",
+    "missed",
+    "parked",
+    "park FA",
+    "sig",
+    "sig@s",
+    "fps",
+)
 _TABLE_WIDTH = 120
 _CAPTION = (
     "runners: labelled red-light crossings; det/hit: red-light events, and those matching one; "
-    "P/R: precision/recall; missed: frames of unmatched crossings; park FA: parking false "
-    "alarms; sig: per-frame signal accuracy; sig@s: first time any state is held; fps: replay. "
-    "A draft clip's labels are not final: it is left out of the total."
+    "P/R: precision/recall; missed: frames of unmatched crossings; parked: labelled parking "
+    "violations found, of those labelled; park FA: parking false alarms; sig: per-frame "
+    "signal accuracy; sig@s: first time any state is held; fps: replay. A draft clip's "
+    "labels are not final: it is left out of the total."
 )
 
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
+
+
+def _found(found: int, labelled: int) -> str:
+    return f"{found}/{labelled}" if labelled else "-"
 
 
 def _table(scores: list[ClipScore], total: DevsetTotal) -> Table:
@@ -164,6 +182,7 @@ def _table(scores: list[ClipScore], total: DevsetTotal) -> Table:
             _ratio(red.precision),
             _ratio(red.recall),
             " ".join(map(str, red.missed_frames)) or "-",
+            _found(score.parking.matched, score.parking.truth),
             str(score.parking_false_alarms),
             _ratio(signal.accuracy if signal else None),
             "never"
@@ -182,6 +201,7 @@ def _table(scores: list[ClipScore], total: DevsetTotal) -> Table:
         _ratio(red.precision),
         _ratio(red.recall),
         "",
+        _found(total.parked_found, total.parked_labelled),
         str(total.parking_false_alarms),
         _ratio(total.signal_accuracy),
         "",
@@ -195,7 +215,8 @@ def _summary(total: DevsetTotal) -> str:
     return (
         f"{total.clips} clips with final labels, {total.frames} frames: red light precision "
         f"{red.precision:.2f}, recall {red.recall:.2f} ({red.matched} of {red.truth} "
-        f"runners); parking false alarms {total.parking_false_alarms}; signal accuracy "
+        f"runners); parking violations found {total.parked_found} of {total.parked_labelled}, "
+        f"false alarms {total.parking_false_alarms}; signal accuracy "
         f"{_ratio(total.signal_accuracy)} over {total.signal_frames_scored} frames"
     )
 

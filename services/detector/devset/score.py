@@ -194,6 +194,9 @@ class DevsetTotal:
     frames: int  # decoded and processed
     red_light: TypeScore
     parking_false_alarms: int
+    # Labelled parking violations, and those an event matched.
+    parked_labelled: int
+    parked_found: int
     signal_frames_scored: int
     signal_frames_correct: int
 
@@ -213,6 +216,8 @@ class DevsetTotal:
                 max_abs_error_s=None,
             ),
             parking_false_alarms=sum(s.parking_false_alarms for s in final),
+            parked_labelled=sum(s.parking.truth for s in final),
+            parked_found=sum(s.parking.matched for s in final),
             signal_frames_scored=sum(s.frames_scored for s in signals),
             signal_frames_correct=sum(s.frames_correct for s in signals),
         )
@@ -234,6 +239,8 @@ class DevsetTotal:
             "precision": round(red.precision, 4),
             "recall": round(red.recall, 4),
             "parking_false_alarms": self.parking_false_alarms,
+            "parked_labelled": self.parked_labelled,
+            "parked_found": self.parked_found,
             "signal_frames_scored": self.signal_frames_scored,
             "signal_accuracy": None if accuracy is None else round(accuracy, 4),
         }

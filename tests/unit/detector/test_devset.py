@@ -138,6 +138,18 @@ def test_clip_score_matches_runners_and_counts_parking_false_alarms() -> None:
     total = DevsetTotal.of([score, wider])
     assert (total.red_light.truth, total.red_light.detected, total.red_light.matched) == (4, 4, 3)
     assert total.parking_false_alarms == 2 and total.signal_accuracy == 1.0
+    assert (total.parked_found, total.parked_labelled) == (0, 0)
+    # A labelled parking violation the event matches is found, not a false alarm.
+    kerb = score_clip(
+        labels(illegal_parking=[{"frame": 60, "zone": "kerb"}, {"frame": 90, "zone": "kerb"}]),
+        detected=detected,
+        held_signal=None,
+        frames_read=100,
+        frames_dropped=0,
+        replay_fps=50.0,
+    )
+    both = DevsetTotal.of([score, kerb])
+    assert (both.parked_found, both.parked_labelled, both.parking_false_alarms) == (1, 2, 1)
     assert total.to_dict()["recall"] == 0.75
 
 
