@@ -37,16 +37,6 @@ def union_box(boxes_xywh: Sequence[BoxXYWH]) -> BoxXYWH:
     return (x0, y0, x1 - x0, y1 - y0)
 
 
-def point_in_box(point_xy: PointXY, box_xywh: BoxXYWH) -> bool:
-    """Whether the point lies in the box (edges included).
-
-    >>> point_in_box((3, 4), (0, 0, 3, 5)), point_in_box((3.5, 4), (0, 0, 3, 5))
-    (True, False)
-    """
-    x, y, w, h = box_xywh
-    return x <= point_xy[0] <= x + w and y <= point_xy[1] <= y + h
-
-
 def distance(a_xy: PointXY, b_xy: PointXY) -> float:
     """The Euclidean distance between two points.
 

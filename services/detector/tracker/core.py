@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from services.common.arrays import PointXY
 from services.common.boxes import BoxXYWH, box_centre, box_intersection, box_iou, covered_fraction
-from services.detector.geometry import distance, grown_box, point_in_box, union_box
+from services.detector.geometry import distance, grown_box, union_box
 from services.detector.tracker.association import (
     FillFn,
     greedy_matches,
@@ -81,7 +81,6 @@ class Tracker:
         self._window_ms = self._settings.stationary_window_s * 1000.0
         self._tracks: list[Track] = []
         self._next_id = 1
-        self._parking_zone = parking_zone
         self._ghosts = Ghosts(
             startup_frames=round(fps * self._settings.startup_s),
             travelled_px=self._settings.moved_px,
@@ -184,63 +183,12 @@ class Tracker:
             looks_like_ghost=looks_like_ghost,
             vehicle_width_px=self._vehicle_width_px,
         )
-        # The road each left behind is relearnt where it stood and where it set off from:
-        # a part of the car the background learnt while it pulled in is a ghost there too.
-        deserted = [
-            (track, leaver)
-            for track in self._tracks
-            if self._ghosts.parked(track, vehicle_width_px=self._vehicle_width_px)
-            and (leaver := self._driven_off(track)) is not None
-        ]
-        gone = {id(t) for t in ghosts} | {id(t) for t, _ in deserted}
-        self._tracks = [t for t in self._tracks if id(t) not in gone]
+        self._tracks = [t for t in self._tracks if t not in ghosts]
         vacated, self._vacated = self._vacated, []
         return Released(
-            relearn_xywh=[t.box for t in ghosts]
-            + [union_box([t.box, leaver.first_box]) for t, leaver in deserted]
-            + vacated,
+            relearn_xywh=[t.box for t in ghosts] + vacated,
             left_places=[place for ghost in ghosts if (place := self._left(ghost)) is not None],
         )
-
-    def _driven_off(self, parked: Track) -> Track | None:
-        """The track of the vehicle that drove off from where ``parked`` stands, if one did.
-
-        A parked car's standing track may hold only part of it (the rear of a yellow car
-        on yellow hatching, the rest learnt into the background while it pulled in). When
-        the car drives off, its blob can start a track of its own, and the standing track
-        stays on the road it uncovered, which the background still holds as the car: a
-        ghost that the vote never asks about (see ``Ghosts.confirmed``), and that takes the
-        next car to park there for itself. So a vehicle seen setting off from the place ends
-        the stay: a track first seen after the stay began, in the zone, its first blob's
-        centre within the standing box grown by its own size (not a car in the next lane, born
-        beside the parked one as their blobs parted), at least half its size, and since
-        gone clear of the box, more than half its own length from where it was first seen.
-        """
-        assert parked.stay is not None and self._parking_zone is not None
-        _, _, width, height = parked.box
-        place = grown_box(parked.box, margin_x=width, margin_y=height)
-        for track in self._tracks:
-            origin = track.origin
-            if (
-                track is parked
-                or not track.moved
-                or track.stay is not None
-                or track.first_frame <= parked.stay.since_frame
-                or track.box[2] * track.box[3] < 0.5 * width * height
-                or distance(track.centre, origin) <= max(track.size_wh) / 2
-                or box_intersection(track.box, parked.box)
-                or not self._parking_zone(origin)
-                or not point_in_box(origin, place)
-            ):
-                continue
-            return track
-        return None
-
-    def _set_off_from(self, track: Track, box: BoxXYWH) -> bool:
-        """Whether ``track`` was first seen within half a vehicle's width of ``box`` (the
-        track's own width, until the camera's is learnt)."""
-        half = (self._vehicle_width_px or min(track.size_wh)) / 2
-        return bool(box_intersection(track.first_box, grown_box(box, margin_x=half, margin_y=half)))
 
     def _left(self, ghost: Track) -> LeftPlace | None:
         """The place a vehicle stood in from the first frames, if the ghost is where it
@@ -252,14 +200,16 @@ class Tracker:
         vehicle's first blob and its ghost may each be only part of the place (the front
         pulling out, the road showing through in pieces): the place is the two together.
         """
-        near = [
-            track
-            for track in self._tracks
-            if track.moved
-            and track.stay is None
-            and track.first_frame <= ghost.first_frame
-            and self._set_off_from(track, ghost.box)
-        ]
+        near: list[Track] = []
+        for track in self._tracks:
+            if not track.moved or track.stay is not None or track.first_frame > ghost.first_frame:
+                continue
+            # Half a vehicle's width (the track's own, until the camera's is learnt).
+            half = (self._vehicle_width_px or min(track.size_wh)) / 2
+            if box_intersection(
+                track.first_box, grown_box(ghost.box, margin_x=half, margin_y=half)
+            ):
+                near.append(track)
         if not near:
             return None
         leaver = min(near, key=lambda t: t.first_frame)

@@ -243,48 +243,6 @@ def test_a_ghost_names_the_place_a_vehicle_left_only_if_one_was_seen_leaving(
         assert left == []
 
 
-REAR = (172.0, 108.0, 12.0, 16.0)
-
-
-@pytest.mark.parametrize(("leaves_from", "released"), [("zone", True), ("lane", False)])
-def test_a_parked_track_left_on_the_road_its_car_drove_off_from_is_released(
-    leaves_from: str, released: bool
-) -> None:
-    """A car (40x16) drives along the kerb into a no-parking zone (y 100 to 130) and stops;
-    its blob is then only its rear (REAR), the rest learnt into the background, and its
-    track stands on that. When the car drives off, its blob starts a track of its own, and
-    the rear's place still shows (the background holds the car there): the standing track
-    would stand on it for good, exempt from the ghost vote as a parked car. A vehicle seen
-    setting off from the place, in the zone, releases it and the place is relearnt; a car
-    born beside it in the lane, as their blobs part, does not."""
-    tracker = Tracker(
-        fps=FPS,
-        settings=TrackerSettings(startup_s=0.0),
-        parking_zone=lambda xy: 100 <= xy[1] <= 130,
-    )
-    relearnt: list[BoxXYWH] = []
-    for frame in range(100):
-        # Once relearnt, the rear's place is road again.
-        parked = [] if relearnt else [REAR]
-        blobs = [(4.0 * frame, 108.0, 40.0, 16.0)] if frame < 40 else parked
-        if frame >= 80:
-            k = frame - 80
-            y = 106.0 if leaves_from == "zone" else 84.0
-            blobs.append((156.0 - 4 * k, y - 3 * k, 40.0, 16.0))
-        step(tracker, frame, blobs)
-        relearnt += tracker.release_ghosts(looks_like_ghost=lambda _box: False).relearn_xywh
-        if frame == 79:
-            (standing,) = [t for t in tracker.tracks if t.stationary]
-            assert standing.box_xywh == REAR
-    standing = [t for t in tracker.tracks if t.stationary]
-    if released:
-        assert standing == []
-        assert relearnt == [(156.0, 106.0, 40.0, 18.0)], "where it stood and where it set off"
-    else:
-        assert [t.box_xywh for t in standing] == [REAR]
-        assert relearnt == []
-
-
 def test_a_piece_of_a_car_parked_in_a_zone_is_not_adopted_as_another() -> None:
     """A car drives along the kerb into a no-parking zone and stands there, whole. Part of
     it (its rear, where it hides the zone's hatching) also stands in the persistent
