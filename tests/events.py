@@ -22,6 +22,7 @@ def make_event(
     snapshot: str | None = None,
     tracker_epoch_ms: int | None = None,
     parked_since_ts_ms: int | None = None,
+    decided_ts_ms: int | None = None,
 ) -> ViolationEvent:
     """A valid event; ``city`` defaults to the camera id's prefix (``hangzhou-cam-03`` →
     ``hangzhou``)."""
@@ -37,6 +38,7 @@ def make_event(
         snapshot=snapshot,
         tracker_epoch_ms=tracker_epoch_ms,
         parked_since_ts_ms=parked_since_ts_ms,
+        decided_ts_ms=decided_ts_ms,
     )
 
 

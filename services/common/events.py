@@ -127,7 +127,8 @@ class ViolationEvent(BaseModel):
         True
         """
         return (
-            self.parked_since_ts_ms is not None
+            self.type is ViolationType.ILLEGAL_PARKING
+            and self.parked_since_ts_ms is not None
             and self.tracker_epoch_ms is not None
             and self.parked_since_ts_ms <= self.tracker_epoch_ms
         )

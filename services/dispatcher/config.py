@@ -84,7 +84,9 @@ class GroupingSettings(StrictModel):
             "handover or a restart) whose box overlaps an entry's within this many seconds "
             "is the same vehicle, and raises that entry's counter; a type left out is never "
             "matched across runs. Keep parking's below the cameras' shortest max_dwell_s: the "
-            "next car to park on the same spot is reported at least that much later"
+            "next car to park on the same spot is reported at least that much later (a car "
+            "that stood from the new run's first frame is matched over grouping.window_s "
+            "instead)"
         ),
     )
 

@@ -67,12 +67,13 @@ class Sighting:
     tracker_epoch_ms: int
 
     def same_vehicle_from_another_run(
-        self, event: ViolationEvent, *, window_ms: int, stay_ms: int
+        self, event: ViolationEvent, *, handover_ms: int, lookback_ms: int
     ) -> bool:
         """Whether ``event`` is this violation as another detector run of the camera saw it:
-        its box overlapping, and close in time; or, for a vehicle parked there since the
-        event's run began, reported up to ``stay_ms`` before that (the new run learnt the
-        standing car into its background, and found it only when it left)."""
+        its box overlapping, and within ``handover_ms`` of it; or, for a vehicle parked
+        there since the event's run began, reported from ``lookback_ms`` before that run's
+        first frame until the event was decided (the new run learnt the standing car into
+        its background, found it only when it left, and saw the place taken throughout)."""
         epoch = event.tracker_epoch_ms
         if (
             epoch is None
@@ -80,8 +81,12 @@ class Sighting:
             or box_iou(event.bbox_xywh, self.bbox_xywh) < HANDOVER_MIN_IOU
         ):
             return False
-        return abs(event.ts_ms - self.ts_ms) <= window_ms or (
-            event.parked_since_run_start and epoch - stay_ms <= self.ts_ms <= epoch + window_ms
+        if abs(event.ts_ms - self.ts_ms) <= handover_ms:
+            return True
+        decided_ms = event.decided_ts_ms or event.ts_ms
+        return (
+            event.parked_since_run_start
+            and epoch - lookback_ms <= self.ts_ms <= decided_ms + handover_ms
         )
 
 
@@ -361,15 +366,15 @@ class Dispatcher:
     def _handed_over(self, event: ViolationEvent, seen: GroupState | None) -> GroupState | None:
         """The group of the entry that another detector run of the camera made for this
         event's vehicle, if any: a vehicle new to this track may be old to the camera."""
-        window_ms = self._handover_ms.get(event.type)
+        handover_ms = self._handover_ms.get(event.type)
         epoch = event.tracker_epoch_ms
-        if seen is None or window_ms is None or epoch is None:
+        if seen is None or handover_ms is None or epoch is None:
             return None
         # Almost always every sighting is this run's own: that is checked first, cheaply.
         others = [s for s in seen.sightings if s.tracker_epoch_ms != epoch]
         for sighting in reversed(others):
             if sighting.same_vehicle_from_another_run(
-                event, window_ms=window_ms, stay_ms=self._window_ms
+                event, handover_ms=handover_ms, lookback_ms=self._window_ms
             ):
                 return GroupState(
                     violation_id=sighting.violation_id,

@@ -38,11 +38,21 @@ def test_unknown_extra_fields_are_kept() -> None:
 
 
 def test_the_detectors_optional_fields_round_trip_and_are_left_out_when_unset() -> None:
-    raw = {**VALID, "tracker_epoch_ms": 1699999990000, "decided_ts_ms": 1700000000800}
+    raw = {
+        **VALID,
+        "tracker_epoch_ms": 1699999990000,
+        "decided_ts_ms": 1700000000800,
+        "parked_since_ts_ms": 1699999990000,
+    }
     event = ViolationEvent.from_dict(raw)
     assert (event.tracker_epoch_ms, event.decided_ts_ms) == (1699999990000, 1700000000800)
+    assert event.parked_since_ts_ms == 1699999990000
     assert event.to_dict() == raw
     assert ViolationEvent.from_dict(VALID).to_dict() == VALID
+    # Only a parking violation's stay can have begun before its run did.
+    assert not event.parked_since_run_start
+    parked = ViolationEvent.from_dict({**raw, "type": "illegal_parking"})
+    assert parked.parked_since_run_start
 
 
 def test_snapshot_may_be_null() -> None:

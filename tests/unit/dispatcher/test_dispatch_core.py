@@ -39,6 +39,7 @@ def event(
     bbox_xywh: tuple[int, int, int, int] = (10, 20, 30, 40),
     tracker_epoch_ms: int | None = None,
     parked_since_ts_ms: int | None = None,
+    decided_ts_ms: int | None = None,
 ) -> ViolationEvent:
     return make_event(
         camera_id=camera_id,
@@ -49,6 +50,7 @@ def event(
         bbox_xywh=bbox_xywh,
         tracker_epoch_ms=tracker_epoch_ms,
         parked_since_ts_ms=parked_since_ts_ms,
+        decided_ts_ms=decided_ts_ms,
     )
 
 
@@ -326,6 +328,48 @@ def test_what_is_not_a_car_parked_through_a_handover_is_a_new_entry(
     old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, **STANDING)
     new = reported_again(taken_over_ms=old.ts_ms + taken_over_after_ms, **changes)
     assert handover_decisions(old, new) == [Dispatch, Dispatch], why
+
+
+@pytest.mark.parametrize("reported_after_ms", [3_000, 7_000, 9_000, 15_000])
+def test_a_car_the_old_run_reported_after_the_new_run_began_is_the_same(
+    reported_after_ms: int,
+) -> None:
+    """The runs overlap (the new one warms up on the frames before the takeover): the old
+    run may report the car seconds after the new run's first frame, while the new run saw
+    that place taken from its first frame until the car left."""
+    taken_over_ms = MONDAY_NOON_MS
+    old = event(
+        track_id=12_007,
+        tracker_epoch_ms=OLD_RUN_MS,
+        ts_ms=taken_over_ms + reported_after_ms,
+        **STANDING,
+    )
+    new = reported_again(taken_over_ms=taken_over_ms, decided_ts_ms=taken_over_ms + 60_000)
+    assert handover_decisions(old, new) == [Dispatch, Repeat]
+
+
+def test_parking_entries_are_kept_for_the_grouping_window_while_others_come_in() -> None:
+    # Another car's entry at another place in between prunes the camera's sightings.
+    old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, **STANDING)
+    elsewhere = event(
+        track_id=12_040,
+        tracker_epoch_ms=OLD_RUN_MS,
+        ts_ms=old.ts_ms + 200_000,
+        violation_type=ViolationType.ILLEGAL_PARKING,
+        bbox_xywh=(400, 60, 80, 40),
+    )
+    new = reported_again(taken_over_ms=old.ts_ms + 300_000)
+    assert handover_decisions(old, elsewhere, new) == [Dispatch, Dispatch, Repeat]
+
+
+def test_a_car_parked_where_an_entry_was_made_before_the_handover_counts_on_that_entry() -> None:
+    """A known limit (README, *Handover twins*): the old run reported car A; A left and car
+    B parked on the same spot, under max_dwell_s before the takeover, so only the new run
+    reports B, when it leaves. Nothing in the two runs' events tells B from A standing on,
+    so B is counted on A's entry."""
+    old = event(track_id=12_007, tracker_epoch_ms=OLD_RUN_MS, **STANDING)
+    car_b = reported_again(taken_over_ms=old.ts_ms + 120_000)
+    assert handover_decisions(old, car_b) == [Dispatch, Repeat]
 
 
 def test_a_camera_keeps_only_its_latest_sightings() -> None:
