@@ -65,6 +65,15 @@ def test_exposure_variant_steps_the_whole_picture_within_a_few_frames() -> None:
     assert exposure_gain(63, fps=camera.fps) < 1
 
 
+def test_nightfall_variant_dims_the_picture_bluest_first_to_dusk() -> None:
+    camera = simulate_camera("wuzhen-cam-02", seconds=61, variant="nightfall", resolution_wh=SMALL)
+    # Per channel (B, G, R): the light loses blue fastest and red slowest, as at dusk.
+    first, half, last = (camera.render(i).reshape(-1, 3).mean(axis=0) for i in (0, 300, 600))
+    assert np.all(half < first) and np.all(last < half)
+    assert last[0] / first[0] == pytest.approx(0.5, abs=0.05)
+    assert last[2] / first[2] == pytest.approx(0.78, abs=0.05)
+
+
 def test_signal_offset_starts_the_clip_anywhere_in_the_cycle() -> None:
     starts = {
         offset: simulate_camera(
