@@ -214,6 +214,8 @@ def test_eval_devset_scores_every_clip(tmp_path: Path) -> None:
     assert clip["red_light"]["matched"] == 1 and clip["red_light"]["missed_frames"] == []
     assert clip["signal"]["accuracy"] >= 0.95
     assert report["total"]["recall"] == 1.0 and report["problems"] == []
+    assert (report["total"]["parked_found"], report["total"]["parked_labelled"]) == (0, 0)
+    assert "parking violations found 0 of 0, false alarms 0" in result.output
 
 
 def test_eval_devset_reports_broken_clips_and_still_scores_the_rest(tmp_path: Path) -> None:
