@@ -76,6 +76,8 @@ TRICKS = (
     Scenario("wuzhen-cam-02", "day", (1280, 720), 30),
     Scenario("hangzhou-cam-03", "day", (1920, 1080), 30),
     Scenario("hangzhou-cam-04", "exposure", (1280, 720), 30),
+    # Light falling through the clip at a higher resolution, over the look's whole fall.
+    Scenario("hangzhou-cam-01", "nightfall", (1280, 720), 60),
     # A queue stands at the line from the first frame (the clip starts 4 s into red); its
     # head creeps over on red, another pulls out of it.
     Scenario("wuzhen-cam-01", "day", RESOLUTION_WH, 30, 19, MIXED, "mixed-queue-at-start"),
