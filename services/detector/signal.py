@@ -18,10 +18,15 @@ Two cues say which lamp is lit:
   white glint on a dark head then reads as a lamp too; on the development clips that only
   happened while the head was dark, where the held state does not change on it.)
 
-The cues are checked against each other in one case: colour saying amber while position
-clearly says the red lamp is lit is a red LED whose core the camera records yellow, with only
-a thin red rim (a Vietnamese head in afternoon sun read amber through its whole red phase),
-and reads red.
+The cues are checked against each other in two cases, both red LEDs that a camera records
+towards yellow:
+
+* colour saying amber while position clearly says the red lamp is lit is a red core recorded
+  yellow, with only a thin red rim (a Vietnamese head in afternoon sun read amber through
+  its whole red phase), and reads red;
+* colour torn between two lamps (neither holds ``min_vote_share`` of the votes) reads as the
+  lamp lit by position, if it is one of the two (a red lamp blooming orange, halfway to
+  amber, read unknown through its whole red phase).
 
 Readings are per frame; :class:`SignalTimeline` smooths them and dates changes.
 """
